@@ -1,0 +1,297 @@
+/**
+ * Transactional outbox (发件箱). A service writes its events with `enqueueEvent` inside the same
+ * transaction as its change; the relay publishes committed rows to the bus afterwards and marks
+ * them relayed. A crash between commit and publish leaves the row pending, and the next relay
+ * (after restart, or on another replica) publishes it: nothing committed is lost.
+ */
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sql, type Kysely } from 'kysely';
+import { afterCommit, type Database } from '../db/database.ts';
+import type { KernelTables } from '../db/tables.ts';
+import type { Logger } from '../log/logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { makeEvent, type BusEvent, type DeadLetterSink, type EventBus } from './bus.ts';
+
+/** Largest payload an event may carry; events point at data, they do not ship bulk data. */
+export const MAX_EVENT_BYTES = 256 * 1024;
+
+/** Tells relays in this process that a transaction with events has committed. */
+const outboxSignal = new EventEmitter().setMaxListeners(0);
+
+/** How long a relay may hold claimed rows before another relay may take them over. */
+const CLAIM_LEASE_SECONDS = 60;
+
+/**
+ * Writes an event to the outbox inside the caller's transaction and returns it. Throws (and so
+ * rolls the caller's transaction back) on an invalid topic or an oversized payload.
+ */
+export async function enqueueEvent<P>(
+  trx: Kysely<KernelTables>,
+  args: { topic: string; payload: P; headers?: Record<string, string> },
+): Promise<BusEvent<P>> {
+  const event = makeEvent(args);
+  const payloadJson = JSON.stringify(event.payload);
+  if (Buffer.byteLength(payloadJson) > MAX_EVENT_BYTES)
+    throw new Error(`event payload for ${event.topic} exceeds ${MAX_EVENT_BYTES} bytes`);
+  const row = await trx
+    .insertInto('kernel.outbox')
+    .values({
+      id: event.id,
+      topic: event.topic,
+      payload: payloadJson,
+      headers: JSON.stringify(event.headers),
+    })
+    .returning('created_at')
+    .executeTakeFirstOrThrow();
+  afterCommit(trx, () => outboxSignal.emit('committed'));
+  return { ...event, createdAt: row.created_at.toISOString() };
+}
+
+/**
+ * Runs `effect` for `event` at most once for `consumer`: the event id is recorded in the same
+ * transaction as the effect, so a redelivered event is skipped. Resolves to false when skipped.
+ */
+export async function consumeOnce(
+  database: Database,
+  args: { consumer: string; event: BusEvent; effect: (trx: Kysely<KernelTables>) => Promise<void> },
+): Promise<boolean> {
+  return database.transact(async (trx) => {
+    const inserted = await trx
+      .insertInto('kernel.consumed_events')
+      .values({ consumer: args.consumer, event_id: args.event.id })
+      .onConflict((oc) => oc.doNothing())
+      .returning('event_id')
+      .executeTakeFirst();
+    if (!inserted) return false;
+    await args.effect(trx);
+    return true;
+  });
+}
+
+/** Records a dead-lettered event in `kernel.dead_letters` (its own transaction). */
+export function deadLetterSink(database: Database): DeadLetterSink {
+  return async ({ group, event, reason, attempts }) => {
+    await database.transact(async (trx) => {
+      await trx
+        .insertInto('kernel.dead_letters')
+        .values({
+          consumer: group,
+          event_id: event.id,
+          topic: event.topic,
+          payload: JSON.stringify(event.payload),
+          reason: reason.slice(0, 2000),
+          attempts,
+        })
+        .execute();
+    });
+  };
+}
+
+export interface OutboxRelayOptions {
+  database: Database;
+  bus: EventBus;
+  logger: Logger;
+  metrics: Metrics;
+  pollMs: number;
+  batchSize: number;
+  retentionHours: number;
+}
+
+export interface OutboxRelay {
+  /** Starts the background loop (idempotent). */
+  start(): void;
+  /** Asks the loop to look for new rows now (it is woken by every commit that wrote events). */
+  wake(): void;
+  /** Relays until nothing is pending or the bus refuses; resolves to the number relayed. */
+  drain(): Promise<number>;
+  /** Stops the loop after the batch in flight, then makes one last attempt to relay. */
+  stop(): Promise<void>;
+  /** Pending rows and the age of the oldest, for readiness and metrics. */
+  backlog(): Promise<{ pending: number; oldestAgeSeconds: number }>;
+}
+
+interface OutboxRow {
+  seq: number;
+  id: string;
+  topic: string;
+  payload: unknown;
+  headers: Record<string, string>;
+  created_at: Date;
+}
+
+/** Creates the relay that moves committed outbox rows onto the bus. */
+export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
+  const { database, bus, logger, metrics } = options;
+  let running = false;
+  let loop: Promise<void> | undefined;
+  let wakeUp: (() => void) | undefined;
+  let pendingWake = false;
+  let failures = 0;
+  let lastCleanup = 0;
+  // Batches run one at a time in this process; other replicas are kept apart by the claim lease.
+  let inFlight: Promise<number> = Promise.resolve(0);
+
+  /**
+   * Claims, publishes and marks one batch; returns how many rows were relayed, or -1 if
+   * publishing failed. The claim is a lease committed before publishing, so no transaction (and,
+   * on PGlite, not the single connection) is held while consumers run; a relay that dies holding
+   * a lease only delays its rows until the lease runs out.
+   */
+  async function relayBatch(): Promise<number> {
+    const rows = (await database.transact(async (trx) => {
+      const claimed = await trx
+        .selectFrom('kernel.outbox')
+        .select(['seq', 'id', 'topic', 'payload', 'headers', 'created_at'])
+        .where('published_at', 'is', null)
+        .where((eb) => eb.or([eb('claimed_until', 'is', null), eb('claimed_until', '<', sql<Date>`now()`)]))
+        .orderBy('seq')
+        .limit(options.batchSize)
+        .forUpdate()
+        .skipLocked()
+        .execute();
+      if (claimed.length > 0)
+        await trx
+          .updateTable('kernel.outbox')
+          .set({ claimed_until: sql<Date>`now() + make_interval(secs => ${CLAIM_LEASE_SECONDS})` })
+          .where(
+            'seq',
+            'in',
+            claimed.map((r) => r.seq),
+          )
+          .execute();
+      return claimed;
+    })) as OutboxRow[];
+    if (rows.length === 0) return 0;
+    const done: number[] = [];
+    let failed: { seq: number; error: string } | undefined;
+    for (const row of rows) {
+      try {
+        await bus.publish({
+          id: row.id,
+          topic: row.topic,
+          payload: row.payload,
+          headers: row.headers,
+          createdAt: row.created_at.toISOString(),
+        });
+        done.push(row.seq);
+        metrics.busPublished.inc({ topic: row.topic });
+      } catch (e) {
+        // Keep order: stop at the first failure; the rest wait for the next attempt.
+        failed = { seq: row.seq, error: e instanceof Error ? e.message : String(e) };
+        metrics.busPublishFailures.inc();
+        break;
+      }
+    }
+    await database.transact(async (trx) => {
+      if (done.length > 0)
+        await trx
+          .updateTable('kernel.outbox')
+          .set({ published_at: sql<Date>`now()`, claimed_until: null })
+          .where('seq', 'in', done)
+          .execute();
+      const unpublished = rows.map((r) => r.seq).filter((seq) => !done.includes(seq));
+      if (unpublished.length > 0)
+        await trx.updateTable('kernel.outbox').set({ claimed_until: null }).where('seq', 'in', unpublished).execute();
+      if (failed)
+        await trx
+          .updateTable('kernel.outbox')
+          .set((eb) => ({ attempts: eb('attempts', '+', 1), last_error: failed.error.slice(0, 1000) }))
+          .where('seq', '=', failed.seq)
+          .execute();
+    });
+    if (failed) {
+      logger.warn({ seq: failed.seq, error: failed.error }, 'outbox relay could not publish; will retry');
+      return -1;
+    }
+    return done.length;
+  }
+
+  function runBatch(): Promise<number> {
+    inFlight = inFlight.then(relayBatch, relayBatch);
+    return inFlight;
+  }
+
+  async function cleanup(): Promise<void> {
+    if (Date.now() - lastCleanup < 60_000) return;
+    lastCleanup = Date.now();
+    await database.db
+      .deleteFrom('kernel.outbox')
+      .where('published_at', '<', sql<Date>`now() - make_interval(hours => ${options.retentionHours})`)
+      .execute();
+  }
+
+  async function run(): Promise<void> {
+    while (running) {
+      let relayed = 0;
+      try {
+        relayed = await runBatch();
+        if (relayed >= 0) failures = 0;
+        else failures++;
+        if (relayed >= 0) await cleanup();
+      } catch (e) {
+        failures++;
+        logger.warn({ err: (e as Error).message }, 'outbox relay failed; will retry');
+      }
+      if (relayed >= options.batchSize) continue;
+      const delay = failures > 0 ? Math.min(10_000, options.pollMs * 2 ** Math.min(failures, 5)) : options.pollMs;
+      if (pendingWake && failures === 0) {
+        pendingWake = false;
+        continue;
+      }
+      await Promise.race([
+        sleep(delay),
+        new Promise<void>((resolve) => {
+          wakeUp = resolve;
+        }),
+      ]);
+      wakeUp = undefined;
+    }
+  }
+
+  const wake = (): void => {
+    pendingWake = true;
+    wakeUp?.();
+  };
+
+  return {
+    start() {
+      if (running) return;
+      running = true;
+      outboxSignal.on('committed', wake);
+      loop = run();
+    },
+    wake,
+    async drain() {
+      let total = 0;
+      for (;;) {
+        const n = await runBatch();
+        if (n <= 0) return total;
+        total += n;
+      }
+    },
+    async stop() {
+      running = false;
+      outboxSignal.off('committed', wake);
+      wakeUp?.();
+      await loop;
+      loop = undefined;
+      try {
+        await this.drain();
+      } catch (e) {
+        logger.warn({ err: (e as Error).message }, 'outbox not fully relayed at shutdown; pending rows go out on next start');
+      }
+    },
+    async backlog() {
+      const row = await database.db
+        .selectFrom('kernel.outbox')
+        .select([
+          sql<number>`count(*)`.as('pending'),
+          sql<number>`coalesce(extract(epoch from now() - min(created_at)), 0)`.as('age'),
+        ])
+        .where('published_at', 'is', null)
+        .executeTakeFirstOrThrow();
+      return { pending: Number(row.pending), oldestAgeSeconds: Number(row.age) };
+    },
+  };
+}
