@@ -12,6 +12,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import {
   assertSubscription,
   redeliveryDelayMs,
+  topicMatches,
   type BusEvent,
   type DeadLetterSink,
   type EventBus,
@@ -127,18 +128,22 @@ export async function createNatsBus(options: NatsBusOptions): Promise<EventBus> 
     async subscribe(sub) {
       assertSubscription(sub);
       const max = sub.maxDeliver ?? 5;
+      // One filter subject works on every JetStream server (several need 2.10+): a group with
+      // several patterns reads the whole stream and acknowledges what it does not want unseen.
+      const only = sub.topics.length === 1 ? sub.topics[0] : undefined;
+      const wants = (topic: string) => sub.topics.some((p) => topicMatches(p, topic));
       const config = {
         durable_name: sub.group,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
-        filter_subjects: sub.topics.map((t) => `${prefix}.${t}`),
+        filter_subject: `${prefix}.${only ?? '>'}`,
         max_deliver: max,
         ack_wait: nanos(30_000),
       };
       try {
         await jsm.consumers.info(options.stream, sub.group);
         await jsm.consumers.update(options.stream, sub.group, {
-          filter_subjects: config.filter_subjects,
+          filter_subject: config.filter_subject,
           max_deliver: config.max_deliver,
           ack_wait: config.ack_wait,
         });
@@ -148,7 +153,10 @@ export async function createNatsBus(options: NatsBusOptions): Promise<EventBus> 
       const consumer = await js.consumers.get(options.stream, sub.group);
       const messages = await consumer.consume({ max_messages: 64 });
       const loop = (async () => {
-        for await (const m of messages) await handle(sub, m);
+        for await (const m of messages) {
+          if (only || wants(m.subject.slice(prefix.length + 1))) await handle(sub, m);
+          else m.ack();
+        }
       })();
       const stop = async () => {
         stops.delete(stop);

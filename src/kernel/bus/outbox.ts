@@ -239,12 +239,10 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         pendingWake = false;
         continue;
       }
-      await Promise.race([
-        sleep(delay),
-        new Promise<void>((resolve) => {
-          wakeUp = resolve;
-        }),
-      ]);
+      // An abortable sleep: a wake-up or stop cancels the timer instead of leaving it pending.
+      const nap = new AbortController();
+      wakeUp = () => nap.abort();
+      await sleep(delay, undefined, { signal: nap.signal }).catch(() => undefined);
       wakeUp = undefined;
     }
   }
