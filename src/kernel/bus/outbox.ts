@@ -19,7 +19,7 @@ export const MAX_EVENT_BYTES = 256 * 1024;
 /** Tells relays in this process that a transaction with events has committed. */
 const outboxSignal = new EventEmitter().setMaxListeners(0);
 
-/** How long a relay may hold claimed rows before another relay may take them over. */
+/** Default time a relay may hold claimed rows before another relay may take them over. */
 const CLAIM_LEASE_SECONDS = 60;
 
 /**
@@ -96,6 +96,8 @@ export interface OutboxRelayOptions {
   pollMs: number;
   batchSize: number;
   retentionHours: number;
+  /** Seconds a relay's claim on a batch lasts (default 60); must exceed the time to publish one batch. */
+  claimLeaseSeconds?: number;
 }
 
 export interface OutboxRelay {
@@ -153,7 +155,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       if (claimed.length > 0)
         await trx
           .updateTable('kernel.outbox')
-          .set({ claimed_until: sql<Date>`now() + make_interval(secs => ${CLAIM_LEASE_SECONDS})` })
+          .set({ claimed_until: sql<Date>`now() + make_interval(secs => ${options.claimLeaseSeconds ?? CLAIM_LEASE_SECONDS})` })
           .where(
             'seq',
             'in',
