@@ -22,7 +22,8 @@ function collect(path, out) {
 }
 
 const args = process.argv.slice(2);
-const targets = args.length > 0 ? args.map((a) => join(process.cwd(), a)) : [join(root, 'src'), join(root, 'test')];
+const targets =
+  args.length > 0 ? args.map((a) => join(process.cwd(), a)) : [join(root, 'src'), join(root, 'test')];
 const files = targets.flatMap((t) => collect(t, [])).sort();
 if (files.length === 0) {
   console.error('no test files found');

@@ -99,7 +99,10 @@ async function start(config: Config): Promise<void> {
     signals++;
     if (signals > 1) fail(`second ${signal}; exiting without finishing shutdown`, 130);
     logger.info({ signal }, 'shutting down: draining requests and relaying the outbox');
-    const force = setTimeout(() => fail(`shutdown took longer than ${config.shutdownGraceMs} ms`), config.shutdownGraceMs);
+    const force = setTimeout(
+      () => fail(`shutdown took longer than ${config.shutdownGraceMs} ms`),
+      config.shutdownGraceMs,
+    );
     force.unref();
     platform.stop().then(
       () => {
@@ -129,10 +132,14 @@ async function main(): Promise<void> {
     case 'migrate': {
       const config = configFrom(values);
       const logger = createLogger(config);
-      const database = await openDatabase({ ...config, logger }).catch((e: unknown) => fail((e as Error).message));
+      const database = await openDatabase({ ...config, logger }).catch((e: unknown) =>
+        fail((e as Error).message),
+      );
       try {
         const report = await migrate({ database, sources: migrationSources(), logger });
-        console.log(`applied ${report.applied.length} migration(s); ${report.alreadyApplied} already applied`);
+        console.log(
+          `applied ${report.applied.length} migration(s); ${report.alreadyApplied} already applied`,
+        );
         for (const m of report.applied) console.log(`  + ${m}`);
       } catch (e) {
         fail((e as Error).message);

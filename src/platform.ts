@@ -146,7 +146,9 @@ export async function startPlatform(options: StartOptions): Promise<Platform> {
         }
         // The bus being away does not stop the API: events wait in the outbox. Reported, not gating.
         const busOk = bus.connected();
-        checks['bus'] = busOk ? { ok: true } : { ok: true, detail: 'disconnected; events wait in the outbox' };
+        checks['bus'] = busOk
+          ? { ok: true }
+          : { ok: true, detail: 'disconnected; events wait in the outbox' };
         checks['shutdown'] = shuttingDown ? { ok: false, detail: 'shutting down' } : { ok: true };
         return { ready: Object.values(checks).every((c) => c.ok), checks };
       },
@@ -189,7 +191,12 @@ export async function startPlatform(options: StartOptions): Promise<Platform> {
   }
 }
 
-function registerPlatformGauges(args: { metrics: Metrics; database: Database; relay: OutboxRelay; bus: EventBus }): void {
+function registerPlatformGauges(args: {
+  metrics: Metrics;
+  database: Database;
+  relay: OutboxRelay;
+  bus: EventBus;
+}): void {
   const { metrics, database, relay, bus } = args;
   metrics.gauge({
     name: 'pujiang_db_pool_connections',

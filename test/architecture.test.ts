@@ -40,7 +40,8 @@ function importViolations(srcDir: string): string[] {
     for (const spec of importsOf(file)) {
       const target = resolve(dirname(file), spec);
       if (!target.startsWith(srcDir + sep)) {
-        if (!file.endsWith('.test.ts') && from !== undefined) violations.push(`${relative(srcDir, file)} imports ${spec} outside src/`);
+        if (!file.endsWith('.test.ts') && from !== undefined)
+          violations.push(`${relative(srcDir, file)} imports ${spec} outside src/`);
         continue;
       }
       const to = moduleOf(srcDir, target);
@@ -57,7 +58,8 @@ function importViolations(srcDir: string): string[] {
 describe('architecture', () => {
   it('has only the modules of the module map under src/', () => {
     const dirs = readdirSync(src).filter((n) => statSync(join(src, n)).isDirectory());
-    for (const d of dirs) assert.ok(ORDER.includes(d), `src/${d} is not a module of the map (${ORDER.join(', ')})`);
+    for (const d of dirs)
+      assert.ok(ORDER.includes(d), `src/${d} is not a module of the map (${ORDER.join(', ')})`);
   });
 
   it('imports only leftward modules, and only through their index.ts', () => {
@@ -70,7 +72,10 @@ describe('architecture', () => {
     mkdirSync(join(fake, 'twin'));
     writeFileSync(join(fake, 'kernel', 'db', 'x.ts'), "import { a } from '../../twin/index.ts';\n");
     writeFileSync(join(fake, 'kernel', 'index.ts'), 'export {};\n');
-    writeFileSync(join(fake, 'twin', 'index.ts'), "export { b } from '../kernel/db/x.ts';\nimport '../kernel/index.ts';\n");
+    writeFileSync(
+      join(fake, 'twin', 'index.ts'),
+      "export { b } from '../kernel/db/x.ts';\nimport '../kernel/index.ts';\n",
+    );
     assert.deepEqual(importViolations(fake), [
       'kernel/db/x.ts: module kernel must not import twin (to its right)',
       "twin/index.ts: imports ../kernel/db/x.ts; use kernel's index.ts",
@@ -80,8 +85,14 @@ describe('architecture', () => {
   it('reads process.env in one file only', () => {
     const allowed = join(src, 'kernel', 'config', 'config.ts');
     const offenders = [...files(src), ...files(join(root, 'test')), ...files(join(root, 'bench'))].filter(
-      (f) => f !== allowed && f !== new URL(import.meta.url).pathname && /process\.env\b/.test(readFileSync(f, 'utf8')),
+      (f) =>
+        f !== allowed &&
+        f !== new URL(import.meta.url).pathname &&
+        /process\.env\b/.test(readFileSync(f, 'utf8')),
     );
-    assert.deepEqual(offenders.map((f) => relative(root, f)), []);
+    assert.deepEqual(
+      offenders.map((f) => relative(root, f)),
+      [],
+    );
   });
 });

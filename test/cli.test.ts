@@ -52,7 +52,8 @@ describe('pujiang CLI', () => {
   it('prints help', async () => {
     const r = await pujiang(['--help'], {});
     assert.equal(r.code, 0);
-    for (const c of ['start', 'migrate', 'openapi', 'config']) assert.match(r.stdout, new RegExp(`\\b${c}\\b`));
+    for (const c of ['start', 'migrate', 'openapi', 'config'])
+      assert.match(r.stdout, new RegExp(`\\b${c}\\b`));
   });
 
   it('lists every configuration problem at once and exits 78', async () => {
@@ -76,7 +77,10 @@ describe('pujiang CLI', () => {
     });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /cannot reach PostgreSQL at 127\.0\.0\.1:1\/city/);
-    assert.ok(!r.stderr.includes('secret-pw') && !r.stdout.includes('secret-pw'), 'the password is never printed');
+    assert.ok(
+      !r.stderr.includes('secret-pw') && !r.stdout.includes('secret-pw'),
+      'the password is never printed',
+    );
   });
 
   it('starts on a throw-away embedded store, becomes ready, and stops gracefully on SIGTERM', async () => {
@@ -106,16 +110,20 @@ describe('pujiang CLI', () => {
   });
 
   const admin = postgresUrl();
-  it('migrates a PostgreSQL database and reports what it applied', { skip: admin ? false : 'DATABASE_URL not set' }, async () => {
-    const scratch = await createScratchDatabase(admin ?? '');
-    try {
-      const first = await pujiang(['migrate'], { DATABASE_URL: scratch.url });
-      assert.equal(first.code, 0, first.stderr);
-      assert.match(first.stdout, /applied [1-9]\d* migration\(s\)/);
-      const again = await pujiang(['migrate'], { DATABASE_URL: scratch.url });
-      assert.match(again.stdout, /applied 0 migration\(s\)/);
-    } finally {
-      await scratch.drop();
-    }
-  });
+  it(
+    'migrates a PostgreSQL database and reports what it applied',
+    { skip: admin ? false : 'DATABASE_URL not set' },
+    async () => {
+      const scratch = await createScratchDatabase(admin ?? '');
+      try {
+        const first = await pujiang(['migrate'], { DATABASE_URL: scratch.url });
+        assert.equal(first.code, 0, first.stderr);
+        assert.match(first.stdout, /applied [1-9]\d* migration\(s\)/);
+        const again = await pujiang(['migrate'], { DATABASE_URL: scratch.url });
+        assert.match(again.stdout, /applied 0 migration\(s\)/);
+      } finally {
+        await scratch.drop();
+      }
+    },
+  );
 });

@@ -37,7 +37,12 @@ describe('database outage on postgres', { skip: adminUrl ? false : 'DATABASE_URL
         });
       },
     };
-    platform = await startPlatform({ config, logger: silentLogger(), listen: false, modules: [...MODULES, probe] });
+    platform = await startPlatform({
+      config,
+      logger: silentLogger(),
+      listen: false,
+      modules: [...MODULES, probe],
+    });
   });
 
   after(async () => {
@@ -55,7 +60,10 @@ describe('database outage on postgres', { skip: adminUrl ? false : 'DATABASE_URL
     const down = await ready();
     assert.equal(down.statusCode, 503);
     assert.equal(down.headers['retry-after'], '5');
-    assert.deepEqual(down.json<{ checks: { database: unknown } }>().checks.database, { ok: false, detail: 'unreachable' });
+    assert.deepEqual(down.json<{ checks: { database: unknown } }>().checks.database, {
+      ok: false,
+      detail: 'unreachable',
+    });
     assert.ok(Date.now() - started < 10_000, 'the probe answers promptly, it does not hang');
 
     // A request that needs the database gets a problem document, not a 500.

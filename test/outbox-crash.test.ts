@@ -27,7 +27,10 @@ import { createScratchDatabase, engines, postgresUrl } from './helpers/engines.t
 
 const child = new URL('./fixtures/crash-child.ts', import.meta.url).pathname;
 
-async function runUntilKilled(point: string, env: Record<string, string>): Promise<{ signal: string | null; lines: Record<string, string>[] }> {
+async function runUntilKilled(
+  point: string,
+  env: Record<string, string>,
+): Promise<{ signal: string | null; lines: Record<string, string>[] }> {
   const proc = spawn(process.execPath, ['--import', 'tsx', child, point], {
     env: { ...readProcessEnv(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -49,7 +52,11 @@ async function runUntilKilled(point: string, env: Record<string, string>): Promi
 async function restartAndDeliver(database: Database): Promise<{ deliveries: string[] }> {
   const logger = silentLogger();
   const deliveries: string[] = [];
-  const bus = createLocalBus({ logger, metrics: createMetrics({ defaults: false }), deadLetter: deadLetterSink(database) });
+  const bus = createLocalBus({
+    logger,
+    metrics: createMetrics({ defaults: false }),
+    deadLetter: deadLetterSink(database),
+  });
   await bus.subscribe({
     group: 'crash-consumer',
     topics: ['crash.test'],
@@ -81,13 +88,19 @@ async function restartAndDeliver(database: Database): Promise<{ deliveries: stri
 }
 
 async function effects(database: Database, id: string): Promise<number> {
-  const { rows } = await sql<{ n: number }>`select count(*) as n from crash_effects where event_id = ${id}`.execute(database.db);
+  const { rows } = await sql<{
+    n: number;
+  }>`select count(*) as n from crash_effects where event_id = ${id}`.execute(database.db);
   return rows[0]?.n ?? -1;
 }
 
 for (const engine of engines()) {
   describe(`outbox crash recovery on ${engine.name}`, () => {
-    async function storage(): Promise<{ env: Record<string, string>; open: () => Promise<Database>; drop: () => Promise<void> }> {
+    async function storage(): Promise<{
+      env: Record<string, string>;
+      open: () => Promise<Database>;
+      drop: () => Promise<void>;
+    }> {
       if (engine.name === 'pglite') {
         const dir = mkdtempSync(join(tmpdir(), 'pj-crash-'));
         return {

@@ -1,5 +1,13 @@
 /** The kernel's public surface: everything other modules may import from the kernel. */
-export { loadConfig, readProcessEnv, engineOf, redact, ConfigError, KNOWN_VARIABLES, DEMO_SECRET } from './config/config.ts';
+export {
+  loadConfig,
+  readProcessEnv,
+  engineOf,
+  redact,
+  ConfigError,
+  KNOWN_VARIABLES,
+  DEMO_SECRET,
+} from './config/config.ts';
 export type { Config, Mode, LogLevel } from './config/config.ts';
 export { createLogger, silentLogger } from './log/logger.ts';
 export type { Logger } from './log/logger.ts';
@@ -35,7 +43,13 @@ export {
   creditCodeCheckChar,
   organisationCodeCheckChar,
 } from './codes/codes.ts';
-export type { CodeCheck, DivisionInfo, ResidentIdInfo, CreditCodeInfo, ComponentIdInfo } from './codes/codes.ts';
+export type {
+  CodeCheck,
+  DivisionInfo,
+  ResidentIdInfo,
+  CreditCodeInfo,
+  ComponentIdInfo,
+} from './codes/codes.ts';
 export { referenceData, parseSimpleCsv } from './codes/reference.ts';
 export type { Division, CategoryClass, ReferenceData } from './codes/reference.ts';
 export { registerCodeRoutes } from './codes/codes.routes.ts';

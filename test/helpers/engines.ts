@@ -56,7 +56,8 @@ export function natsUrl(): string | undefined {
 
 function templatePath(): string {
   const hash = createHash('sha256');
-  for (const f of migrationSources().flatMap(readMigrations)) hash.update(`${f.module}/${f.name}:${f.checksum}\n`);
+  for (const f of migrationSources().flatMap(readMigrations))
+    hash.update(`${f.module}/${f.name}:${f.checksum}\n`);
   const dir = join(env['PUJIANG_TEST_CACHE'] ?? join(tmpdir(), 'pujiang-test-cache'));
   mkdirSync(dir, { recursive: true });
   return join(dir, `pglite-template-${hash.digest('hex').slice(0, 16)}.tar`);
@@ -79,7 +80,11 @@ async function pgliteTemplate(): Promise<Blob> {
 const pgliteEngine: TestEngine = {
   name: 'pglite',
   async open() {
-    const database = await openDatabase({ memory: true, loadDataDir: await pgliteTemplate(), logger: silentLogger() });
+    const database = await openDatabase({
+      memory: true,
+      loadDataDir: await pgliteTemplate(),
+      logger: silentLogger(),
+    });
     return { database, url: undefined, dispose: () => database.close() };
   },
   async openBlank() {
@@ -89,7 +94,9 @@ const pgliteEngine: TestEngine = {
 };
 
 /** Creates a throw-away database on the server at `adminUrl`; returns its URL and a dropper. */
-export async function createScratchDatabase(adminUrl: string): Promise<{ url: string; drop: () => Promise<void> }> {
+export async function createScratchDatabase(
+  adminUrl: string,
+): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `pujiang_t_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();

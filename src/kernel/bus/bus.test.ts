@@ -21,9 +21,15 @@ describe('topic matching', () => {
     assert.throws(() => makeEvent({ topic: 'ops..case', payload: {} }), /invalid event topic/);
     assert.throws(() => makeEvent({ topic: 'ops.case;drop', payload: {} }), /invalid event topic/);
     const handler = async () => undefined;
-    assert.throws(() => assertSubscription({ group: 'a b', topics: ['x'], handler }), /invalid consumer group/);
+    assert.throws(
+      () => assertSubscription({ group: 'a b', topics: ['x'], handler }),
+      /invalid consumer group/,
+    );
     assert.throws(() => assertSubscription({ group: 'g', topics: [], handler }), /no topics/);
-    assert.throws(() => assertSubscription({ group: 'g', topics: ['a.>.b'], handler }), /invalid topic pattern/);
+    assert.throws(
+      () => assertSubscription({ group: 'g', topics: ['a.>.b'], handler }),
+      /invalid topic pattern/,
+    );
   });
 });
 
@@ -84,7 +90,13 @@ describe('in-process bus', () => {
         throw new Error('cannot handle');
       },
     });
-    await bus.subscribe({ group: 'healthy', topics: ['x.y'], handler: async () => void healthy++ });
+    await bus.subscribe({
+      group: 'healthy',
+      topics: ['x.y'],
+      handler: async () => {
+        healthy++;
+      },
+    });
     await bus.publish(makeEvent({ topic: 'x.y', payload: 1 }));
     assert.deepEqual(dead, [{ group: 'poison', reason: 'cannot handle', attempts: 2 }]);
     assert.equal(healthy, 1);

@@ -50,7 +50,11 @@ export const TOPIC_PATTERN = /^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/;
 const GROUP_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Builds an event with a fresh id; throws on a topic that would not be routable. */
-export function makeEvent<P>(args: { topic: string; payload: P; headers?: Record<string, string> }): BusEvent<P> {
+export function makeEvent<P>(args: {
+  topic: string;
+  payload: P;
+  headers?: Record<string, string>;
+}): BusEvent<P> {
   assertTopic(args.topic);
   return {
     id: randomUUID(),
@@ -63,7 +67,9 @@ export function makeEvent<P>(args: { topic: string; payload: P; headers?: Record
 
 export function assertTopic(topic: string): void {
   if (topic.length > 200 || !TOPIC_PATTERN.test(topic))
-    throw new Error(`invalid event topic "${topic}": use dot-separated lower-case tokens like "ops.case.created"`);
+    throw new Error(
+      `invalid event topic "${topic}": use dot-separated lower-case tokens like "ops.case.created"`,
+    );
 }
 
 export function assertSubscription(s: Subscription): void {

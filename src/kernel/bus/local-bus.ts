@@ -21,7 +21,11 @@ interface Member {
   subscription: Subscription;
 }
 
-export function createLocalBus(deps: { logger: Logger; metrics: Metrics; deadLetter: DeadLetterSink }): EventBus {
+export function createLocalBus(deps: {
+  logger: Logger;
+  metrics: Metrics;
+  deadLetter: DeadLetterSink;
+}): EventBus {
   const groups = new Map<string, { members: Member[]; next: number }>();
   let closed = false;
 
@@ -40,7 +44,10 @@ export function createLocalBus(deps: { logger: Logger; metrics: Metrics; deadLet
         if (attempt >= max || closed) {
           deps.metrics.busDelivered.inc({ group, outcome: 'dead_letter' });
           deps.metrics.busDeadLetters.inc({ group });
-          deps.logger.error({ group, eventId: event.id, topic: event.topic, attempts: attempt, reason }, 'event dead-lettered');
+          deps.logger.error(
+            { group, eventId: event.id, topic: event.topic, attempts: attempt, reason },
+            'event dead-lettered',
+          );
           await deps.deadLetter({ group, event, reason, attempts: attempt });
           return;
         }
@@ -57,27 +64,26 @@ export function createLocalBus(deps: { logger: Logger; metrics: Metrics; deadLet
       if (closed) throw new Error('event bus is closed');
       const work: Promise<void>[] = [];
       for (const [group, g] of groups) {
-        const matching = g.members.filter((m) => m.subscription.topics.some((p) => topicMatches(p, event.topic)));
+        const matching = g.members.filter((m) =>
+          m.subscription.topics.some((p) => topicMatches(p, event.topic)),
+        );
         if (matching.length === 0) continue;
         work.push(deliver(group, matching, g.next++, event));
       }
       await Promise.all(work);
     },
-    // eslint-disable-next-line @typescript-eslint/require-await
     async subscribe(subscription) {
       assertSubscription(subscription);
       const member: Member = { subscription };
       const g = groups.get(subscription.group) ?? { members: [], next: 0 };
       g.members.push(member);
       groups.set(subscription.group, g);
-      // eslint-disable-next-line @typescript-eslint/require-await
       return async () => {
         g.members = g.members.filter((m) => m !== member);
         if (g.members.length === 0) groups.delete(subscription.group);
       };
     },
     connected: () => !closed,
-    // eslint-disable-next-line @typescript-eslint/require-await
     async close() {
       closed = true;
       groups.clear();

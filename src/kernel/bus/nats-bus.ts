@@ -69,7 +69,10 @@ export async function createNatsBus(options: NatsBusOptions): Promise<EventBus> 
   };
   try {
     await jsm.streams.info(options.stream);
-    await jsm.streams.update(options.stream, { subjects: streamConfig.subjects, duplicate_window: streamConfig.duplicate_window });
+    await jsm.streams.update(options.stream, {
+      subjects: streamConfig.subjects,
+      duplicate_window: streamConfig.duplicate_window,
+    });
   } catch {
     await jsm.streams.add(streamConfig);
   }
@@ -82,7 +85,10 @@ export async function createNatsBus(options: NatsBusOptions): Promise<EventBus> 
     try {
       event = JSON.parse(decoder.decode(m.data)) as BusEvent;
     } catch (e) {
-      logger.error({ group: sub.group, subject: m.subject }, 'undecodable message on the bus; terminating it');
+      logger.error(
+        { group: sub.group, subject: m.subject },
+        'undecodable message on the bus; terminating it',
+      );
       m.term(`undecodable: ${(e as Error).message}`);
       return;
     }
@@ -97,7 +103,10 @@ export async function createNatsBus(options: NatsBusOptions): Promise<EventBus> 
       if (attempt >= max) {
         metrics.busDelivered.inc({ group: sub.group, outcome: 'dead_letter' });
         metrics.busDeadLetters.inc({ group: sub.group });
-        logger.error({ group: sub.group, eventId: event.id, attempts: attempt, reason }, 'event dead-lettered');
+        logger.error(
+          { group: sub.group, eventId: event.id, attempts: attempt, reason },
+          'event dead-lettered',
+        );
         try {
           await options.deadLetter({ group: sub.group, event, reason, attempts: attempt });
           m.term(reason.slice(0, 200));

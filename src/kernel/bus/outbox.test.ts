@@ -66,13 +66,17 @@ for (const engine of engines()) {
         }),
       );
       const ev = await t.database.transact((trx) =>
-        enqueueEvent(trx, { topic: 'test.committed', payload: { n: 2, name: '浦江' }, headers: { 'x-actor': 'u1' } }),
+        enqueueEvent(trx, {
+          topic: 'test.committed',
+          payload: { n: 2, name: '浦江' },
+          headers: { 'x-actor': 'u1' },
+        }),
       );
       assert.equal(await relay.drain(), 1);
       assert.equal(got.length, 1);
       assert.equal(got[0]?.id, ev.id);
-      assert.deepEqual(got[0]?.payload, { n: 2, name: '浦江' });
-      assert.deepEqual(got[0]?.headers, { 'x-actor': 'u1' });
+      assert.deepEqual(got[0].payload, { n: 2, name: '浦江' });
+      assert.deepEqual(got[0].headers, { 'x-actor': 'u1' });
       assert.deepEqual(await relay.backlog(), { pending: 0, oldestAgeSeconds: 0 });
       await bus.close();
     });
@@ -80,7 +84,11 @@ for (const engine of engines()) {
     it('wakes the running relay on commit (no waiting for the poll)', async () => {
       const bus = localBus();
       const got: string[] = [];
-      await bus.subscribe({ group: 'collector', topics: ['wake.>'], handler: async (e) => void got.push(e.id) });
+      await bus.subscribe({
+        group: 'collector',
+        topics: ['wake.>'],
+        handler: async (e) => void got.push(e.id),
+      });
       const relay = createOutboxRelay({
         database: t.database,
         bus,
@@ -112,21 +120,26 @@ for (const engine of engines()) {
         close: async () => undefined,
       };
       const relay = relayFor(t, flaky);
-      for (let i = 0; i < 5; i++) await t.database.transact((trx) => enqueueEvent(trx, { topic: 'order.test', payload: { i } }));
+      for (let i = 0; i < 5; i++)
+        await t.database.transact((trx) => enqueueEvent(trx, { topic: 'order.test', payload: { i } }));
       assert.equal(await relay.drain(), 0);
       const backlog = await relay.backlog();
       assert.equal(backlog.pending, 5);
       const { rows } = await sql<{ attempts: number; last_error: string }>`
-        select attempts, last_error from kernel.outbox where topic = 'order.test' order by seq limit 1`.execute(t.database.db);
+        select attempts, last_error from kernel.outbox where topic = 'order.test' order by seq limit 1`.execute(
+        t.database.db,
+      );
       assert.equal(rows[0]?.attempts, 1);
-      assert.equal(rows[0]?.last_error, 'bus unavailable');
+      assert.equal(rows[0].last_error, 'bus unavailable');
       up = true;
       assert.equal(await relay.drain(), 5);
       assert.deepEqual(delivered, [0, 1, 2, 3, 4]);
     });
 
     it('gives a consumer exactly-once effects on redelivery (idempotent by event id)', async () => {
-      const ev = await t.database.transact((trx) => enqueueEvent(trx, { topic: 'effect.test', payload: { n: 7 } }));
+      const ev = await t.database.transact((trx) =>
+        enqueueEvent(trx, { topic: 'effect.test', payload: { n: 7 } }),
+      );
       const apply = () =>
         consumeOnce(t.database, {
           consumer: 'effects',
@@ -137,9 +150,9 @@ for (const engine of engines()) {
         });
       assert.equal(await apply(), true);
       assert.equal(await apply(), false);
-      const { rows } = await sql<{ n: number }>`select count(*) as n from outbox_test_effects where event_id = ${ev.id}`.execute(
-        t.database.db,
-      );
+      const { rows } = await sql<{
+        n: number;
+      }>`select count(*) as n from outbox_test_effects where event_id = ${ev.id}`.execute(t.database.db);
       assert.equal(rows[0]?.n, 1);
     });
 
@@ -172,12 +185,18 @@ for (const engine of engines()) {
         },
       });
       const relay = relayFor(t, bus);
-      const ev = await t.database.transact((trx) => enqueueEvent(trx, { topic: 'poison.pill', payload: { x: 1 } }));
+      const ev = await t.database.transact((trx) =>
+        enqueueEvent(trx, { topic: 'poison.pill', payload: { x: 1 } }),
+      );
       await relay.drain();
-      const rows = await t.database.db.selectFrom('kernel.dead_letters').selectAll().where('event_id', '=', ev.id).execute();
+      const rows = await t.database.db
+        .selectFrom('kernel.dead_letters')
+        .selectAll()
+        .where('event_id', '=', ev.id)
+        .execute();
       assert.equal(rows.length, 1);
       assert.equal(rows[0]?.reason, 'unparseable reading');
-      assert.equal(rows[0]?.attempts, 2);
+      assert.equal(rows[0].attempts, 2);
       assert.equal((await relay.backlog()).pending, 0);
       await bus.close();
     });
@@ -185,7 +204,9 @@ for (const engine of engines()) {
     it('rejects invalid topics and oversized payloads inside the transaction, writing nothing', async () => {
       const before = await relayFor(t, localBus()).backlog();
       await assert.rejects(
-        t.database.transact((trx) => enqueueEvent(trx, { topic: "x'; drop table kernel.outbox;--", payload: {} })),
+        t.database.transact((trx) =>
+          enqueueEvent(trx, { topic: "x'; drop table kernel.outbox;--", payload: {} }),
+        ),
         /invalid event topic/,
       );
       await assert.rejects(
@@ -224,9 +245,15 @@ for (const engine of engines()) {
       it('delivers relayed events to durable consumer groups, de-duplicating republished ids', async () => {
         const bus = await openBus();
         const got: string[] = [];
-        const stop = await bus.subscribe({ group: 'nats-collector', topics: ['nats.>'], handler: async (e) => void got.push(e.id) });
+        const stop = await bus.subscribe({
+          group: 'nats-collector',
+          topics: ['nats.>'],
+          handler: async (e) => void got.push(e.id),
+        });
         const relay = relayFor(t, bus);
-        const ev = await t.database.transact((trx) => enqueueEvent(trx, { topic: 'nats.hello', payload: { hi: 1 } }));
+        const ev = await t.database.transact((trx) =>
+          enqueueEvent(trx, { topic: 'nats.hello', payload: { hi: 1 } }),
+        );
         assert.equal(await relay.drain(), 1);
         // A relay that crashed after publishing would publish the same event again: JetStream drops it.
         await bus.publish(ev);
@@ -246,7 +273,10 @@ for (const engine of engines()) {
         await until(() => !bus.connected(), 5_000);
         const ids: string[] = [];
         for (let i = 0; i < 3; i++)
-          ids.push((await t.database.transact((trx) => enqueueEvent(trx, { topic: 'nats.outage', payload: { i } }))).id);
+          ids.push(
+            (await t.database.transact((trx) => enqueueEvent(trx, { topic: 'nats.outage', payload: { i } })))
+              .id,
+          );
         assert.equal(await relay.drain(), 0);
         assert.equal((await relay.backlog()).pending, 3);
         await proxy.restore();
@@ -255,7 +285,11 @@ for (const engine of engines()) {
         // A fresh consumer group reads all three from the stream.
         const direct = await openBus();
         const got: string[] = [];
-        const stop = await direct.subscribe({ group: 'outage-check', topics: ['nats.outage'], handler: async (e) => void got.push(e.id) });
+        const stop = await direct.subscribe({
+          group: 'outage-check',
+          topics: ['nats.outage'],
+          handler: async (e) => void got.push(e.id),
+        });
         await until(() => ids.every((id) => got.includes(id)));
         await stop();
         await direct.close();
@@ -275,12 +309,19 @@ for (const engine of engines()) {
             throw new Error('always fails');
           },
         });
-        const ev = await t.database.transact((trx) => enqueueEvent(trx, { topic: 'nats.poison', payload: {} }));
+        const ev = await t.database.transact((trx) =>
+          enqueueEvent(trx, { topic: 'nats.poison', payload: {} }),
+        );
         await relayFor(t, bus).drain();
         await until(
           async () =>
-            (await t.database.db.selectFrom('kernel.dead_letters').select('id').where('event_id', '=', ev.id).execute())
-              .length === 1,
+            (
+              await t.database.db
+                .selectFrom('kernel.dead_letters')
+                .select('id')
+                .where('event_id', '=', ev.id)
+                .execute()
+            ).length === 1,
           15_000,
         );
         assert.equal(attempts, 3);

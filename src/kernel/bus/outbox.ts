@@ -155,7 +155,9 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       if (claimed.length > 0)
         await trx
           .updateTable('kernel.outbox')
-          .set({ claimed_until: sql<Date>`now() + make_interval(secs => ${options.claimLeaseSeconds ?? CLAIM_LEASE_SECONDS})` })
+          .set({
+            claimed_until: sql<Date>`now() + make_interval(secs => ${options.claimLeaseSeconds ?? CLAIM_LEASE_SECONDS})`,
+          })
           .where(
             'seq',
             'in',
@@ -194,7 +196,11 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
           .execute();
       const unpublished = rows.map((r) => r.seq).filter((seq) => !done.includes(seq));
       if (unpublished.length > 0)
-        await trx.updateTable('kernel.outbox').set({ claimed_until: null }).where('seq', 'in', unpublished).execute();
+        await trx
+          .updateTable('kernel.outbox')
+          .set({ claimed_until: null })
+          .where('seq', 'in', unpublished)
+          .execute();
       if (failed)
         await trx
           .updateTable('kernel.outbox')
@@ -236,7 +242,8 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         logger.warn({ err: (e as Error).message }, 'outbox relay failed; will retry');
       }
       if (relayed >= options.batchSize) continue;
-      const delay = failures > 0 ? Math.min(10_000, options.pollMs * 2 ** Math.min(failures, 5)) : options.pollMs;
+      const delay =
+        failures > 0 ? Math.min(10_000, options.pollMs * 2 ** Math.min(failures, 5)) : options.pollMs;
       if (pendingWake && failures === 0) {
         pendingWake = false;
         continue;
@@ -279,7 +286,10 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       try {
         await this.drain();
       } catch (e) {
-        logger.warn({ err: (e as Error).message }, 'outbox not fully relayed at shutdown; pending rows go out on next start');
+        logger.warn(
+          { err: (e as Error).message },
+          'outbox not fully relayed at shutdown; pending rows go out on next start',
+        );
       }
     },
     async backlog() {
@@ -291,7 +301,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         ])
         .where('published_at', 'is', null)
         .executeTakeFirstOrThrow();
-      return { pending: Number(row.pending), oldestAgeSeconds: Number(row.age) };
+      return { pending: row.pending, oldestAgeSeconds: row.age };
     },
   };
 }

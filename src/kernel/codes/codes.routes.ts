@@ -36,7 +36,9 @@ export function registerCodeRoutes(app: HttpServer): void {
     async (request) => {
       const { kind, value } = request.body;
       const entry = CODE_KINDS[kind];
-      const decoded = { ...(assertValid<object>(entry.check(value), entry.error) as Record<string, unknown>) };
+      const decoded = {
+        ...(assertValid<object>(entry.check(value), entry.error) as Record<string, unknown>),
+      };
       if (kind === 'resident-id') delete decoded['id'];
       return { kind, valid: true as const, value: decoded };
     },

@@ -13,8 +13,8 @@ import {
 } from './codes.ts';
 
 function reason<T>(c: CodeCheck<T>): string {
-  assert.equal(c.valid, false, 'expected the code to be rejected');
-  return c.valid ? '' : c.reason;
+  if (c.valid) return assert.fail('expected the code to be rejected');
+  return c.reason;
 }
 
 /** Builds a resident ID with a correct check character. */

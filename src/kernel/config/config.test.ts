@@ -61,7 +61,10 @@ describe('config', () => {
     });
     assert.equal(p.length, 6, p.join('\n'));
     assert.match(p.join('\n'), /PORT: expected an integer between 0 and 65535, got "eighty"/);
-    assert.match(p.join('\n'), /LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "loud"/);
+    assert.match(
+      p.join('\n'),
+      /LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "loud"/,
+    );
     assert.match(p.join('\n'), /DATABASE_URL: expected a URL with scheme postgres: or postgresql:/);
     assert.match(p.join('\n'), /NATS_URL: expected a URL/);
     assert.match(p.join('\n'), /PUJIANG_MEMORY: expected true or false/);
@@ -74,7 +77,10 @@ describe('config', () => {
   });
 
   it('refuses demo secrets, throw-away stores and open CORS in production', () => {
-    assert.match(problems({ PUJIANG_MODE: 'production' }).join('\n'), /PUJIANG_SECRET: required in production/);
+    assert.match(
+      problems({ PUJIANG_MODE: 'production' }).join('\n'),
+      /PUJIANG_SECRET: required in production/,
+    );
     const p = problems({
       PUJIANG_MODE: 'production',
       PUJIANG_SECRET: DEMO_SECRET,
@@ -109,7 +115,10 @@ describe('config', () => {
     const p = problems({ PUJIANG_CONFIG: unknown });
     assert.match(p.join('\n'), /PROT: unknown setting/);
     assert.match(p.join('\n'), /PORT: in config file .* expected a string, number or boolean/);
-    assert.match(problems({ PUJIANG_CONFIG: join(dir, 'missing.json') }).join('\n'), /cannot read config file/);
+    assert.match(
+      problems({ PUJIANG_CONFIG: join(dir, 'missing.json') }).join('\n'),
+      /cannot read config file/,
+    );
   });
 
   it('rejects a store that is both throw-away and external', () => {

@@ -122,7 +122,9 @@ function url(r: Reader, name: string, protocols: readonly string[]): string | un
   try {
     parsed = new URL(raw.trim());
   } catch {
-    r.problems.push(`${name}: expected a URL (${protocols.map((p) => `${p}//…`).join(' or ')}), got "${redact(raw)}"`);
+    r.problems.push(
+      `${name}: expected a URL (${protocols.map((p) => `${p}//…`).join(' or ')}), got "${redact(raw)}"`,
+    );
     return undefined;
   }
   if (!protocols.includes(parsed.protocol)) {
@@ -150,7 +152,9 @@ function readConfigFile(path: string, problems: string[]): Source {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    problems.push(`PUJIANG_CONFIG: cannot read config file "${path}" (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    problems.push(
+      `PUJIANG_CONFIG: cannot read config file "${path}" (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
     return {};
   }
   let parsed: unknown;
@@ -243,7 +247,9 @@ export function loadConfig(options: LoadConfigOptions): Config {
         .filter((s) => s.length > 0);
       for (const o of corsOrigins) {
         if (!/^https?:\/\/[^/\s]+$/.test(o))
-          r.problems.push(`CORS_ORIGINS: expected "*" or comma-separated origins like https://ops.example, got "${o}"`);
+          r.problems.push(
+            `CORS_ORIGINS: expected "*" or comma-separated origins like https://ops.example, got "${o}"`,
+          );
       }
     }
   }
@@ -255,7 +261,8 @@ export function loadConfig(options: LoadConfigOptions): Config {
     else if (secretRaw === DEMO_SECRET)
       r.problems.push('PUJIANG_SECRET: the demo secret is refused in production mode; generate a new one');
     if (memory) r.problems.push('PUJIANG_MEMORY: a throw-away store is refused in production mode');
-    if (corsOrigins === '*') r.problems.push('CORS_ORIGINS: "*" is refused in production mode; list the origins');
+    if (corsOrigins === '*')
+      r.problems.push('CORS_ORIGINS: "*" is refused in production mode; list the origins');
   }
   if (secretRaw !== undefined && secretRaw.length < 32)
     r.problems.push(`PUJIANG_SECRET: expected at least 32 characters, got ${secretRaw.length}`);
@@ -273,7 +280,12 @@ export function loadConfig(options: LoadConfigOptions): Config {
     natsStream: r.get('NATS_STREAM') ?? 'PUJIANG',
     natsConnectTimeoutMs: int(r, 'NATS_CONNECT_TIMEOUT_MS', 10_000, 100, 600_000),
     mqttUrl,
-    logLevel: oneOf(r, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+    logLevel: oneOf(
+      r,
+      'LOG_LEVEL',
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
+      'info',
+    ),
     logFormat: oneOf(r, 'LOG_FORMAT', ['json', 'pretty'] as const, options.isTTY ? 'pretty' : 'json'),
     secret: secretRaw ?? DEMO_SECRET,
     corsOrigins,

@@ -80,7 +80,9 @@ export function afterCommit(trx: object, callback: () => void): void {
 
 /** Opens the engine the options select; fails with a clear message if it cannot be reached. */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
-  return options.databaseUrl ? openPostgres({ ...options, databaseUrl: options.databaseUrl }) : openPGlite(options);
+  return options.databaseUrl
+    ? openPostgres({ ...options, databaseUrl: options.databaseUrl })
+    : openPGlite(options);
 }
 
 function makeDatabase(args: {
@@ -159,13 +161,18 @@ async function openPGlite(options: OpenDatabaseOptions): Promise<Database> {
 }
 
 async function openPostgres(options: OpenDatabaseOptions & { databaseUrl: string }): Promise<Database> {
+  // pg types its parser table by an enum of OIDs; we key by plain numbers, as PGlite does.
+  const defaultParser = pg.types.getTypeParser as unknown as (
+    oid: number,
+    format?: string,
+  ) => (v: string) => unknown;
   const typeParsers = {
-    getTypeParser(oid: number, format?: 'text' | 'binary') {
+    getTypeParser: (oid: number, format?: string) => {
       if (oid === INT8 || oid === NUMERIC) return parseNumber;
       if (oid === DATE) return parseDate;
-      return pg.types.getTypeParser(oid, format);
+      return defaultParser(oid, format);
     },
-  } as pg.CustomTypesConfig;
+  } as unknown as pg.CustomTypesConfig;
   const pool = new pg.Pool({
     connectionString: options.databaseUrl,
     max: options.poolMax ?? 10,
@@ -248,6 +255,9 @@ export function toDatabaseError(e: unknown): unknown {
       cause: e,
     });
   if (isStatementTimeout(e))
-    return new AppError(Errors['handler-timeout'], { detail: 'A database statement ran too long.', cause: e });
+    return new AppError(Errors['handler-timeout'], {
+      detail: 'A database statement ran too long.',
+      cause: e,
+    });
   return e;
 }

@@ -51,7 +51,7 @@ for (const engine of engines()) {
         t.database.db,
       );
       assert.ok(rows[0] && rows[0].d > 2000 && rows[0].d < 3000, `distance ${rows[0]?.d}`);
-      assert.equal(rows[0]?.inside, true);
+      assert.equal(rows[0].inside, true);
     });
 
     it('rolls a failed transaction back completely and runs commit hooks only on commit', async () => {
@@ -67,7 +67,9 @@ for (const engine of engines()) {
         }),
         /duplicate key/,
       );
-      const { rows } = await sql<{ n: number }>`select count(*) as n from kernel_test_items`.execute(t.database.db);
+      const { rows } = await sql<{ n: number }>`select count(*) as n from kernel_test_items`.execute(
+        t.database.db,
+      );
       assert.equal(rows[0]?.n, 0);
       assert.equal(hooks, 0);
       await t.database.transact(async (trx) => {
@@ -87,12 +89,16 @@ for (const engine of engines()) {
       await Promise.all(
         Array.from({ length: 20 }, () =>
           t.database.transact(async (trx) => {
-            const { rows } = await sql<{ n: number }>`select n from kernel_test_counter where id = 1 for update`.execute(trx);
+            const { rows } = await sql<{
+              n: number;
+            }>`select n from kernel_test_counter where id = 1 for update`.execute(trx);
             await sql`update kernel_test_counter set n = ${(rows[0]?.n ?? 0) + 1} where id = 1`.execute(trx);
           }),
         ),
       );
-      const { rows } = await sql<{ n: number }>`select n from kernel_test_counter where id = 1`.execute(t.database.db);
+      const { rows } = await sql<{ n: number }>`select n from kernel_test_counter where id = 1`.execute(
+        t.database.db,
+      );
       assert.equal(rows[0]?.n, 20);
     });
 
@@ -115,7 +121,10 @@ for (const engine of engines()) {
     });
 
     it('applies pending files once, in order, and records them', async () => {
-      writeFileSync(join(dir, '0001_things.sql'), 'create table demo.things (id int primary key);\ncreate index on demo.things (id);');
+      writeFileSync(
+        join(dir, '0001_things.sql'),
+        'create table demo.things (id int primary key);\ncreate index on demo.things (id);',
+      );
       writeFileSync(join(dir, '0002_more.sql'), 'alter table demo.things add column name text;');
       const sources = [{ module: 'demo', dir }];
       const first = await migrate({ database: t.database, sources, logger: silentLogger() });
@@ -138,7 +147,10 @@ for (const engine of engines()) {
     it('rolls back a failing file and names it; later files do not run', async () => {
       const d2 = mkdtempSync(join(tmpdir(), 'pj-migrations-'));
       writeFileSync(join(d2, '0001_ok.sql'), 'create table broken.ok (id int);');
-      writeFileSync(join(d2, '0002_bad.sql'), 'create table broken.half (id int);\nselect * from no_such_table;');
+      writeFileSync(
+        join(d2, '0002_bad.sql'),
+        'create table broken.half (id int);\nselect * from no_such_table;',
+      );
       writeFileSync(join(d2, '0003_after.sql'), 'create table broken.after (id int);');
       await assert.rejects(
         migrate({ database: t.database, sources: [{ module: 'broken', dir: d2 }], logger: silentLogger() }),
@@ -157,7 +169,10 @@ for (const engine of engines()) {
         /demo\/0002_more.sql changed after it was applied/,
       );
       const d3 = mkdtempSync(join(tmpdir(), 'pj-migrations-'));
-      writeFileSync(join(d3, '0001_things.sql'), 'create table demo.things (id int primary key);\ncreate index on demo.things (id);');
+      writeFileSync(
+        join(d3, '0001_things.sql'),
+        'create table demo.things (id int primary key);\ncreate index on demo.things (id);',
+      );
       await assert.rejects(
         migrate({ database: t.database, sources: [{ module: 'demo', dir: d3 }], logger: silentLogger() }),
         /demo\/0002_more.sql is recorded as applied but its file is missing/,

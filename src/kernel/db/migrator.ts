@@ -141,9 +141,7 @@ export async function migrate(options: {
 /** True when every migration file of `sources` is recorded as applied. */
 export async function isMigrated(database: Database, sources: MigrationSource[]): Promise<boolean> {
   const files = sources.flatMap(readMigrations);
-  const { rows } = await database.raw(
-    "select to_regclass('kernel.migrations') is not null as present",
-  );
+  const { rows } = await database.raw("select to_regclass('kernel.migrations') is not null as present");
   if (rows[0]?.['present'] !== true) return files.length === 0;
   const applied = await database.db.selectFrom('kernel.migrations').select(['module', 'name']).execute();
   const set = new Set(applied.map((m) => `${m.module}/${m.name}`));

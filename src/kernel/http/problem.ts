@@ -62,7 +62,7 @@ export function toAppError(error: unknown): AppError {
           location: fe.validationContext ?? 'body',
           path: v.instancePath || '/',
           message: v.message ?? 'invalid',
-          ...(v.params && Object.keys(v.params).length > 0 ? { params: v.params } : {}),
+          ...(Object.keys(v.params).length > 0 ? { params: v.params } : {}),
         })),
       },
       cause: error,
@@ -73,7 +73,8 @@ export function toAppError(error: unknown): AppError {
     const detail = CLIENT_SAFE_DETAIL[code] ?? fe?.message ?? undefined;
     return new AppError(FASTIFY_CODES[code], { ...(detail ? { detail } : {}), cause: error });
   }
-  if (error instanceof SyntaxError && 'body' in error) return new AppError(Errors['malformed-json'], { cause: error });
+  if (error instanceof SyntaxError && 'body' in error)
+    return new AppError(Errors['malformed-json'], { cause: error });
   const status = typeof fe?.statusCode === 'number' ? fe.statusCode : 500;
   if (status === 404) return new AppError(Errors['not-found'], { cause: error });
   if (status === 405) return new AppError(Errors['method-not-allowed'], { cause: error });

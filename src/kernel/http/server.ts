@@ -4,6 +4,7 @@
  * generated OpenAPI 3.1 document and its rendered reference. Modules add routes as plugins.
  */
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
@@ -17,9 +18,9 @@ import { AppError, Errors } from '../errors/errors.ts';
 import { sendProblem } from './problem.ts';
 
 export type HttpServer = FastifyInstance<
-  import('node:http').Server,
-  import('node:http').IncomingMessage,
-  import('node:http').ServerResponse,
+  Server,
+  IncomingMessage,
+  ServerResponse,
   Logger,
   TypeBoxTypeProvider
 >;
@@ -52,7 +53,9 @@ export async function createHttpServer(options: CreateHttpServerOptions): Promis
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true },
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.addHook('onRequest', async (request, reply) => {
@@ -128,7 +131,9 @@ export async function createHttpServer(options: CreateHttpServerOptions): Promis
     sendProblem(
       request,
       reply,
-      new AppError(Errors['route-not-found'], { detail: `No endpoint ${request.method} ${request.url.split('?')[0]}` }),
+      new AppError(Errors['route-not-found'], {
+        detail: `No endpoint ${request.method} ${request.url.split('?')[0]}`,
+      }),
     ),
   );
   return app;

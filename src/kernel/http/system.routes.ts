@@ -100,7 +100,8 @@ export function registerSystemRoutes(app: HttpServer, options: SystemRoutesOptio
     },
     async (request) => {
       const spec = findError(request.params.code);
-      if (!spec) throw new AppError(Errors['not-found'], { detail: `No problem type "${request.params.code}"` });
+      if (!spec)
+        throw new AppError(Errors['not-found'], { detail: `No problem type "${request.params.code}"` });
       return spec;
     },
   );

@@ -13,7 +13,12 @@ export interface Metrics {
   readonly busConsumerLag: Histogram<'group'>;
   readonly busDeadLetters: Counter<'group'>;
   /** Registers a gauge whose value is read at scrape time; a failing reader reports nothing. */
-  gauge(args: { name: string; help: string; labelNames?: string[]; collect: (g: Gauge) => Promise<void> | void }): void;
+  gauge(args: {
+    name: string;
+    help: string;
+    labelNames?: string[];
+    collect: (g: Gauge) => Promise<void> | void;
+  }): void;
   render(): Promise<string>;
   readonly contentType: string;
 }
