@@ -43,6 +43,12 @@ export default tseslint.config(
     rules: { 'no-console': 'off' },
   },
   {
+    files: ['web/**/*.js'],
+    languageOptions: {
+      globals: { document: 'readonly', localStorage: 'readonly', fetch: 'readonly', window: 'readonly' },
+    },
+  },
+  {
     files: ['scripts/**', 'bench/**', 'src/cli.ts'],
     rules: { 'no-console': 'off' },
   },

@@ -3,6 +3,7 @@
  * the HTTP server, and stops them in reverse order. The CLI and the tests start Pujiang here.
  */
 import { readFileSync } from 'node:fs';
+import fastifyStatic from '@fastify/static';
 import { fileURLToPath } from 'node:url';
 import {
   createHttpServer,
@@ -154,6 +155,7 @@ export async function startPlatform(options: StartOptions): Promise<Platform> {
       },
     });
     registerCodeRoutes(http);
+    await registerConsole(http);
     const context = { config, logger, metrics, database, bus };
     for (const m of modules) await m.start?.(http, context);
     opened.push(async () => {
@@ -189,6 +191,18 @@ export async function startPlatform(options: StartOptions): Promise<Platform> {
     await closeOpened();
     throw e;
   }
+}
+
+/** Serves the console's static files from `web/` (`/` and `/web/*`); hidden from the API document. */
+async function registerConsole(http: HttpServer): Promise<void> {
+  await http.register(fastifyStatic, {
+    root: fileURLToPath(new URL('../web/', import.meta.url)),
+    prefix: '/web/',
+    index: false,
+    wildcard: false,
+    schemaHide: true,
+  });
+  http.get('/', { schema: { hide: true } }, (_request, reply) => reply.sendFile('index.html'));
 }
 
 function registerPlatformGauges(args: {

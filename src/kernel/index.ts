@@ -16,6 +16,7 @@ export type { ErrorSpec } from './errors/errors.ts';
 export { openDatabase, afterCommit, isConnectionError, toDatabaseError } from './db/database.ts';
 export type { Database, Engine, PoolStats } from './db/database.ts';
 export type { KernelTables } from './db/tables.ts';
+export { bulkInsert } from './db/bulk.ts';
 export { migrate, isMigrated, readMigrations, assertPostgisAvailable } from './db/migrator.ts';
 export type { MigrationSource, MigrationReport } from './db/migrator.ts';
 export { makeEvent, topicMatches } from './bus/bus.ts';

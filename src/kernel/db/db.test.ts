@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { engines, type TestDatabase } from '../../../test/helpers/engines.ts';
 import { silentLogger } from '../log/logger.ts';
+import { bulkInsert } from './bulk.ts';
 import { afterCommit } from './database.ts';
 import { isMigrated, migrate } from './migrator.ts';
 
@@ -100,6 +101,61 @@ for (const engine of engines()) {
         t.database.db,
       );
       assert.equal(rows[0]?.n, 20);
+    });
+
+    it('bulk-inserts in chunks atomically, and refuses bad identifiers and rows before touching the database', async () => {
+      await sql`create table if not exists kernel_test_bulk (id int primary key, name text, at timestamptz)`.execute(
+        t.database.db,
+      );
+      const rows = Array.from({ length: 2_500 }, (_, i) => [
+        i,
+        `点位-${i}`,
+        new Date(Date.UTC(2026, 0, 1, 0, 0, i)),
+      ]);
+      const n = await t.database.transact((trx) =>
+        bulkInsert(trx, { table: 'kernel_test_bulk', columns: ['id', 'name', 'at'], rows, chunkRows: 1_000 }),
+      );
+      assert.equal(n, 2_500);
+      const count = async () =>
+        (await sql<{ n: number }>`select count(*) as n from kernel_test_bulk`.execute(t.database.db)).rows[0]
+          ?.n;
+      assert.equal(await count(), 2_500);
+      // A duplicate in the third chunk rolls back the first two as well.
+      await assert.rejects(
+        t.database.transact((trx) =>
+          bulkInsert(trx, {
+            table: 'kernel_test_bulk',
+            columns: ['id', 'name', 'at'],
+            rows: [...Array.from({ length: 2_000 }, (_, i) => [10_000 + i, 'x', null]), [0, 'dup', null]],
+            chunkRows: 1_000,
+          }),
+        ),
+        /duplicate key/,
+      );
+      assert.equal(await count(), 2_500);
+      await assert.rejects(
+        bulkInsert(t.database.db, { table: 'kernel_test_bulk; drop table x', columns: ['id'], rows: [[1]] }),
+        /invalid table name/,
+      );
+      await assert.rejects(
+        bulkInsert(t.database.db, {
+          table: 'kernel_test_bulk',
+          columns: ['id) values (1); --'],
+          rows: [[1]],
+        }),
+        /invalid column/,
+      );
+      await assert.rejects(
+        bulkInsert(t.database.db, { table: 'kernel_test_bulk', columns: ['id', 'name'], rows: [[1]] }),
+        /row 0 has 1 values for 2 columns/,
+      );
+      // Values are parameters, never SQL: a hostile string is stored as text.
+      await bulkInsert(t.database.db, {
+        table: 'kernel_test_bulk',
+        columns: ['id', 'name'],
+        rows: [[99_999, "'); drop table kernel_test_bulk; --"]],
+      });
+      assert.equal(await count(), 2_501);
     });
 
     it('reports pool statistics and answers ping', async () => {
