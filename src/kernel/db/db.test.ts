@@ -245,3 +245,16 @@ for (const engine of engines()) {
     });
   });
 }
+
+describe('start-up checks', () => {
+  it('explains a missing PostGIS in words an operator can act on', async () => {
+    const { assertPostgisAvailable } = await import('./migrator.ts');
+    const withoutPostgis = { raw: async () => ({ rows: [{ available: false }] }) } as unknown as Parameters<
+      typeof assertPostgisAvailable
+    >[0];
+    await assert.rejects(
+      assertPostgisAvailable(withoutPostgis),
+      /PostGIS is not installed on this PostgreSQL server\. Install it \(for example the postgresql-15-postgis-3 package\)/,
+    );
+  });
+});
