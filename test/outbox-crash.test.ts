@@ -11,18 +11,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
-import {
-  consumeOnce,
-  createLocalBus,
-  createMetrics,
-  createOutboxRelay,
-  deadLetterSink,
-  openDatabase,
-  readProcessEnv,
-  silentLogger,
-  type BusEvent,
-  type Database,
-} from '../src/kernel/index.ts';
+import { openDatabase, readProcessEnv, silentLogger, type Database } from '../src/kernel/index.ts';
+import { crashConsumer } from './helpers/crash-consumer.ts';
 import { createScratchDatabase, engines, postgresUrl } from './helpers/engines.ts';
 
 const child = new URL('./fixtures/crash-child.ts', import.meta.url).pathname;
@@ -48,39 +38,10 @@ async function runUntilKilled(
   return { signal, lines };
 }
 
-/** Restarts "the service": a relay and the same idempotent consumer, over the same storage. */
+/** Restarts "the service": the same relay and idempotent consumer, over the same storage. */
 async function restartAndDeliver(database: Database): Promise<{ deliveries: string[] }> {
-  const logger = silentLogger();
   const deliveries: string[] = [];
-  const bus = createLocalBus({
-    logger,
-    metrics: createMetrics({ defaults: false }),
-    deadLetter: deadLetterSink(database),
-  });
-  await bus.subscribe({
-    group: 'crash-consumer',
-    topics: ['crash.test'],
-    handler: async (e: BusEvent) => {
-      deliveries.push(e.id);
-      await consumeOnce(database, {
-        consumer: 'crash-consumer',
-        event: e,
-        effect: async (trx) => {
-          await sql`insert into crash_effects (event_id) values (${e.id})`.execute(trx);
-        },
-      });
-    },
-  });
-  const relay = createOutboxRelay({
-    database,
-    bus,
-    logger,
-    metrics: createMetrics({ defaults: false }),
-    pollMs: 50,
-    batchSize: 10,
-    retentionHours: 24,
-    claimLeaseSeconds: 1,
-  });
+  const { bus, relay } = await crashConsumer(database, { onDelivery: (e) => deliveries.push(e.id) });
   await relay.drain();
   assert.equal((await relay.backlog()).pending, 0);
   await bus.close();
