@@ -160,7 +160,7 @@ async function main(): Promise<void> {
         ...config,
         secret: '[hidden]',
         databaseUrl: config.databaseUrl ? redact(config.databaseUrl) : undefined,
-        natsUrl: config.natsUrl ? redact(config.natsUrl) : undefined,
+        natsUrl: config.natsUrl ? config.natsUrl.split(',').map(redact).join(',') : undefined,
         mqttUrl: config.mqttUrl ? redact(config.mqttUrl) : undefined,
       };
       console.log(JSON.stringify(shown, null, 2));

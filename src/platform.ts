@@ -74,8 +74,12 @@ export async function startPlatform(options: StartOptions): Promise<Platform> {
   const modules = options.modules ?? MODULES;
   const metrics = createMetrics();
   const opened: (() => Promise<void>)[] = [];
+  let server: HttpServer | undefined;
   const closeOpened = async () => {
-    for (const close of opened.reverse()) await close().catch(() => undefined);
+    for (const close of opened.splice(0).reverse())
+      await close().catch((e: unknown) =>
+        logger.warn({ err: (e as Error).message }, 'error while shutting down'),
+      );
   };
   try {
     const database =
@@ -118,11 +122,10 @@ export async function startPlatform(options: StartOptions): Promise<Platform> {
       batchSize: config.outboxBatchSize,
       retentionHours: config.outboxRetentionHours,
     });
-    if (options.relay ?? true) relay.start();
-    opened.push(() => relay.stop());
 
     registerPlatformGauges({ metrics, database, relay, bus });
     const http = await createHttpServer({ config, logger, metrics, version: VERSION });
+    server = http;
     let shuttingDown = false;
     registerSystemRoutes(http, {
       metrics,
@@ -157,10 +160,14 @@ export async function startPlatform(options: StartOptions): Promise<Platform> {
     registerCodeRoutes(http);
     await registerConsole(http);
     const context = { config, logger, metrics, database, bus };
-    for (const m of modules) await m.start?.(http, context);
-    opened.push(async () => {
-      for (const m of [...modules].reverse()) await m.stop?.();
-    });
+    for (const m of modules) {
+      await m.start?.(http, context);
+      if (m.stop) opened.push(async () => m.stop?.());
+    }
+    // The relay starts once every module has subscribed (an event relayed to a bus without its
+    // consumers would be marked relayed and missed), and stops before they do, draining first.
+    if (options.relay ?? true) relay.start();
+    opened.push(() => relay.stop());
     await http.ready();
 
     let url: string | undefined;
@@ -181,6 +188,7 @@ export async function startPlatform(options: StartOptions): Promise<Platform> {
       stop() {
         stopping ??= (async () => {
           shuttingDown = true;
+          // Stop taking requests and finish in-flight ones first: they may still commit events.
           await http.close();
           await closeOpened();
         })();
@@ -188,6 +196,7 @@ export async function startPlatform(options: StartOptions): Promise<Platform> {
       },
     };
   } catch (e) {
+    await server?.close().catch(() => undefined);
     await closeOpened();
     throw e;
   }

@@ -20,6 +20,14 @@ describe('topic matching', () => {
     assert.throws(() => makeEvent({ topic: 'Ops.Case', payload: {} }), /invalid event topic/);
     assert.throws(() => makeEvent({ topic: 'ops..case', payload: {} }), /invalid event topic/);
     assert.throws(() => makeEvent({ topic: 'ops.case;drop', payload: {} }), /invalid event topic/);
+    assert.throws(
+      () => makeEvent({ topic: 'a.b', payload: {}, headers: { 'bad name': 'x' } }),
+      /invalid event header name/,
+    );
+    assert.throws(
+      () => makeEvent({ topic: 'a.b', payload: {}, headers: { 'x-actor': 'u1\r\nInjected: 1' } }),
+      /no control characters/,
+    );
     const handler = async () => undefined;
     assert.throws(
       () => assertSubscription({ group: 'a b', topics: ['x'], handler }),

@@ -56,6 +56,7 @@ export function makeEvent<P>(args: {
   headers?: Record<string, string>;
 }): BusEvent<P> {
   assertTopic(args.topic);
+  assertHeaders(args.headers ?? {});
   return {
     id: randomUUID(),
     topic: args.topic,
@@ -70,6 +71,22 @@ export function assertTopic(topic: string): void {
     throw new Error(
       `invalid event topic "${topic}": use dot-separated lower-case tokens like "ops.case.created"`,
     );
+}
+
+const HEADER_NAME = /^[A-Za-z0-9-]{1,64}$/;
+
+/** Headers must survive every transport (NATS headers are MIME-style): checked before they are stored. */
+export function assertHeaders(headers: Record<string, string>): void {
+  const entries = Object.entries(headers);
+  if (entries.length > 32) throw new Error(`too many event headers (${entries.length}; at most 32)`);
+  for (const [name, value] of entries) {
+    if (!HEADER_NAME.test(name)) throw new Error(`invalid event header name "${name.slice(0, 80)}"`);
+    // eslint-disable-next-line no-control-regex
+    if (typeof value !== 'string' || value.length > 1024 || /[\u0000-\u001f\u007f]/.test(value))
+      throw new Error(
+        `invalid value for event header "${name}": at most 1024 characters, no control characters`,
+      );
+  }
 }
 
 export function assertSubscription(s: Subscription): void {

@@ -59,31 +59,36 @@ export async function createNatsBus(options: NatsBusOptions): Promise<EventBus> 
         logger.info('NATS connection restored');
       }
     }
-  })();
+  })().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'NATS status stream ended'));
 
-  const jsm = await jetstreamManager(nc);
-  const streamConfig = {
-    name: options.stream,
-    subjects: [`${prefix}.>`],
-    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
-  };
+  let jsm: Awaited<ReturnType<typeof jetstreamManager>>;
   try {
-    await jsm.streams.info(options.stream);
-    await jsm.streams.update(options.stream, {
-      subjects: streamConfig.subjects,
-      duplicate_window: streamConfig.duplicate_window,
+    jsm = await ensureStream(nc, options.stream, prefix);
+  } catch (e) {
+    await nc.close().catch(() => undefined);
+    throw new Error(`NATS at ${safeServer(options.url)} has no usable JetStream: ${(e as Error).message}`, {
+      cause: e,
     });
-  } catch {
-    await jsm.streams.add(streamConfig);
   }
   const js = jetstream(nc, { timeout: 5_000 });
   const stops = new Set<() => Promise<void>>();
 
   async function handle(sub: Subscription, m: JsMsg): Promise<void> {
     const max = sub.maxDeliver ?? 5;
+    // Handlers may be slow: tell JetStream we hold the message so ack_wait restarts now.
+    m.working();
     let event: BusEvent;
     try {
-      event = JSON.parse(decoder.decode(m.data)) as BusEvent;
+      const parsed = JSON.parse(decoder.decode(m.data)) as Partial<BusEvent> | null;
+      if (
+        typeof parsed !== 'object' ||
+        parsed === null ||
+        typeof parsed.id !== 'string' ||
+        typeof parsed.topic !== 'string' ||
+        typeof parsed.createdAt !== 'string'
+      )
+        throw new Error('not a Pujiang event');
+      event = { headers: {}, ...parsed } as BusEvent;
     } catch (e) {
       logger.error(
         { group: sub.group, subject: m.subject },
@@ -147,7 +152,7 @@ export async function createNatsBus(options: NatsBusOptions): Promise<EventBus> 
         deliver_policy: DeliverPolicy.All,
         filter_subject: `${prefix}.${only ?? '>'}`,
         max_deliver: max,
-        ack_wait: nanos(30_000),
+        ack_wait: nanos(60_000),
       };
       try {
         await jsm.consumers.info(options.stream, sub.group);
@@ -160,17 +165,20 @@ export async function createNatsBus(options: NatsBusOptions): Promise<EventBus> 
         await jsm.consumers.add(options.stream, config);
       }
       const consumer = await js.consumers.get(options.stream, sub.group);
-      const messages = await consumer.consume({ max_messages: 64 });
+      // A small buffer: messages waiting in it count against ack_wait.
+      const messages = await consumer.consume({ max_messages: 16 });
       const loop = (async () => {
         for await (const m of messages) {
           if (only || wants(m.subject.slice(prefix.length + 1))) await handle(sub, m);
           else m.ack();
         }
-      })();
+      })().catch((e: unknown) => {
+        logger.error({ group: sub.group, err: (e as Error).message }, 'NATS consumer stopped');
+      });
       const stop = async () => {
         stops.delete(stop);
         await messages.close();
-        await loop.catch(() => undefined);
+        await loop;
       };
       stops.add(stop);
       return stop;
@@ -183,13 +191,29 @@ export async function createNatsBus(options: NatsBusOptions): Promise<EventBus> 
   };
 }
 
+/** Creates the stream, or updates its subjects and duplicate window; returns the manager. */
+async function ensureStream(nc: NatsConnection, stream: string, prefix: string) {
+  const jsm = await jetstreamManager(nc);
+  const config = { name: stream, subjects: [`${prefix}.>`], duplicate_window: nanos(DUPLICATE_WINDOW_MS) };
+  try {
+    await jsm.streams.info(stream);
+    await jsm.streams.update(stream, {
+      subjects: config.subjects,
+      duplicate_window: config.duplicate_window,
+    });
+  } catch {
+    await jsm.streams.add(config);
+  }
+  return jsm;
+}
+
 async function connectWithDeadline(options: NatsBusOptions): Promise<NatsConnection> {
   const deadline = Date.now() + options.connectTimeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {
     try {
       return await connect({
-        servers: options.url,
+        servers: options.url.split(',').map((u) => u.trim()),
         name: 'pujiang',
         timeout: Math.min(2_000, Math.max(100, deadline - Date.now())),
         reconnect: true,

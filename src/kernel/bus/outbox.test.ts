@@ -201,6 +201,38 @@ for (const engine of engines()) {
       await bus.close();
     });
 
+    it('refuses to write an event outside a transaction', async () => {
+      await assert.rejects(
+        enqueueEvent(t.database.db, { topic: 'no.tx', payload: {} }),
+        /must be called with the transaction of the change/,
+      );
+    });
+
+    it('relays each event once when several relays run at the same time', async () => {
+      const bus = localBus();
+      const seen = new Map<string, number>();
+      await bus.subscribe({
+        group: 'concurrent',
+        topics: ['many.>'],
+        handler: async (e) => {
+          seen.set(e.id, (seen.get(e.id) ?? 0) + 1);
+        },
+      });
+      const ids: string[] = [];
+      for (let i = 0; i < 30; i++)
+        ids.push(
+          (await t.database.transact((trx) => enqueueEvent(trx, { topic: 'many.events', payload: { i } })))
+            .id,
+        );
+      const relays = [relayFor(t, bus), relayFor(t, bus), relayFor(t, bus)];
+      await Promise.all(relays.map((r) => r.drain()));
+      assert.deepEqual(
+        ids.map((id) => seen.get(id)),
+        ids.map(() => 1),
+      );
+      await bus.close();
+    });
+
     it('rejects invalid topics and oversized payloads inside the transaction, writing nothing', async () => {
       const before = await relayFor(t, localBus()).backlog();
       await assert.rejects(

@@ -5,6 +5,7 @@
  * (after restart, or on another replica) publishes it: nothing committed is lost.
  */
 import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type Kysely } from 'kysely';
 import { afterCommit, type Database } from '../db/database.ts';
@@ -30,6 +31,8 @@ export async function enqueueEvent<P>(
   trx: Kysely<KernelTables>,
   args: { topic: string; payload: P; headers?: Record<string, string> },
 ): Promise<BusEvent<P>> {
+  // Outside a transaction the event would not share the fate of the change it announces.
+  if (!trx.isTransaction) throw new Error('enqueueEvent must be called with the transaction of the change');
   const event = makeEvent(args);
   const payloadJson = JSON.stringify(event.payload);
   if (Buffer.byteLength(payloadJson) > MAX_EVENT_BYTES)
@@ -127,7 +130,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const { database, bus, logger, metrics } = options;
   let running = false;
   let loop: Promise<void> | undefined;
-  let wakeUp: (() => void) | undefined;
+  let nap: AbortController | undefined;
   let pendingWake = false;
   let failures = 0;
   let lastCleanup = 0;
@@ -141,6 +144,9 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
    * a lease only delays its rows until the lease runs out.
    */
   async function relayBatch(): Promise<number> {
+    // The claim token makes the later updates touch only rows this batch still holds, even if
+    // its lease ran out and another relay took them over meanwhile.
+    const token = randomUUID();
     const rows = (await database.transact(async (trx) => {
       const claimed = await trx
         .selectFrom('kernel.outbox')
@@ -157,6 +163,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
           .updateTable('kernel.outbox')
           .set({
             claimed_until: sql<Date>`now() + make_interval(secs => ${options.claimLeaseSeconds ?? CLAIM_LEASE_SECONDS})`,
+            claim_token: token,
           })
           .where(
             'seq',
@@ -191,21 +198,25 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       if (done.length > 0)
         await trx
           .updateTable('kernel.outbox')
-          .set({ published_at: sql<Date>`now()`, claimed_until: null })
+          .set({ published_at: sql<Date>`now()`, claimed_until: null, claim_token: null })
           .where('seq', 'in', done)
+          .where('claim_token', '=', token)
           .execute();
-      const unpublished = rows.map((r) => r.seq).filter((seq) => !done.includes(seq));
-      if (unpublished.length > 0)
-        await trx
-          .updateTable('kernel.outbox')
-          .set({ claimed_until: null })
-          .where('seq', 'in', unpublished)
-          .execute();
+      // Record the failure before releasing the claim: both updates check the claim token.
       if (failed)
         await trx
           .updateTable('kernel.outbox')
           .set((eb) => ({ attempts: eb('attempts', '+', 1), last_error: failed.error.slice(0, 1000) }))
           .where('seq', '=', failed.seq)
+          .where('claim_token', '=', token)
+          .execute();
+      const unpublished = rows.map((r) => r.seq).filter((seq) => !done.includes(seq));
+      if (unpublished.length > 0)
+        await trx
+          .updateTable('kernel.outbox')
+          .set({ claimed_until: null, claim_token: null })
+          .where('seq', 'in', unpublished)
+          .where('claim_token', '=', token)
           .execute();
     });
     if (failed) {
@@ -249,16 +260,16 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         continue;
       }
       // An abortable sleep: a wake-up or stop cancels the timer instead of leaving it pending.
-      const nap = new AbortController();
-      wakeUp = () => nap.abort();
+      nap = new AbortController();
       await sleep(delay, undefined, { signal: nap.signal }).catch(() => undefined);
-      wakeUp = undefined;
+      nap = undefined;
     }
   }
 
   const wake = (): void => {
     pendingWake = true;
-    wakeUp?.();
+    // While the bus is failing, commits do not cut the backoff short.
+    if (failures === 0) nap?.abort();
   };
 
   return {
@@ -280,7 +291,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     async stop() {
       running = false;
       outboxSignal.off('committed', wake);
-      wakeUp?.();
+      nap?.abort();
       await loop;
       loop = undefined;
       try {

@@ -68,6 +68,16 @@ describe('GB 11643 resident identity numbers', () => {
     assert.equal(checkResidentId('11010519491231002x', { today }).valid, true);
   });
 
+  it('accepts a number for a baby born today in China, whatever the hour in UTC', () => {
+    const bornToday = residentId('31011320261121002');
+    // 04:00 in Shanghai on 21 November is still 20 November in UTC.
+    assert.equal(checkResidentId(bornToday, { today: new Date('2026-11-20T20:00:00Z') }).valid, true);
+    assert.equal(
+      reason(checkResidentId(bornToday, { today: new Date('2026-11-20T15:00:00Z') })),
+      'birthdate',
+    );
+  });
+
   it('rejects wrong check digits, impossible dates, bad regions and shapes, each with its reason', () => {
     const good = residentId('31011319900307002');
     const wrong = good.slice(0, 17) + (good.endsWith('1') ? '2' : '1');

@@ -110,13 +110,12 @@ export function checkResidentId(
   const d = Number(id.slice(12, 14));
   const birth = new Date(Date.UTC(y, m - 1, d));
   if (birth.getUTCFullYear() !== y || birth.getUTCMonth() !== m - 1 || birth.getUTCDate() !== d)
-    return fail('birthdate', `digits 7-14 must be a real date YYYYMMDD, got "${id.slice(6, 14)}"`);
-  const today = options.today ?? new Date();
-  if (y < 1850 || birth.getTime() > today.getTime())
-    return fail(
-      'birthdate',
-      `birth date ${id.slice(6, 10)}-${id.slice(10, 12)}-${id.slice(12, 14)} is not plausible`,
-    );
+    return fail('birthdate', 'digits 7-14 must be a real date YYYYMMDD');
+  // "Today" in China (UTC+8), so a number issued for a baby born today is valid at any hour.
+  const today = new Date((options.today ?? new Date()).getTime() + 8 * 3_600_000).toISOString().slice(0, 10);
+  const birthDate = `${id.slice(6, 10)}-${id.slice(10, 12)}-${id.slice(12, 14)}`;
+  // Messages name the digits, not the date: they reach logs, and a birth date is personal data.
+  if (y < 1850 || birthDate > today) return fail('birthdate', 'digits 7-14 are not a plausible birth date');
   const expected = residentIdCheckChar(id);
   if (expected !== last)
     return fail(
@@ -129,7 +128,7 @@ export function checkResidentId(
       id,
       regionCode: id.slice(0, 6),
       province,
-      birthDate: `${id.slice(6, 10)}-${id.slice(10, 12)}-${id.slice(12, 14)}`,
+      birthDate,
       sex: Number(id.charAt(16)) % 2 === 1 ? 'male' : 'female',
       masked: maskResidentId(id),
     },

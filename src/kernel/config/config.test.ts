@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, DEMO_SECRET, loadConfig } from './config.ts';
+import { ConfigError, DEMO_SECRET, loadConfig, redact } from './config.ts';
 
 function problems(env: Record<string, string>, overrides: Record<string, string> = {}): string[] {
   try {
@@ -69,6 +69,23 @@ describe('config', () => {
     assert.match(p.join('\n'), /NATS_URL: expected a URL/);
     assert.match(p.join('\n'), /PUJIANG_MEMORY: expected true or false/);
     assert.match(p.join('\n'), /BODY_LIMIT_BYTES: expected an integer between 1024/);
+  });
+
+  it('accepts a NATS cluster as a comma-separated list and checks each member', () => {
+    assert.equal(
+      loadConfig({ env: { NATS_URL: 'nats://a:4222, nats://b:4222' } }).natsUrl,
+      'nats://a:4222,nats://b:4222',
+    );
+    assert.match(
+      problems({ NATS_URL: 'nats://a:4222,http://b' }).join('\n'),
+      /NATS_URL: expected a URL with scheme/,
+    );
+  });
+
+  it('redacts passwords, bare tokens and secret query parameters', () => {
+    assert.equal(redact('postgres://u:pw@db:5432/x'), 'postgres://u:***@db:5432/x');
+    assert.equal(redact('nats://s3cr3t-token@bus:4222'), 'nats://***@bus:4222');
+    assert.ok(!redact('postgres://db/x?password=pw&sslmode=require').includes('pw&'));
   });
 
   it('never echoes a database password in a problem', () => {

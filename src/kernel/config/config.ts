@@ -136,14 +136,28 @@ function url(r: Reader, name: string, protocols: readonly string[]): string | un
   return raw.trim();
 }
 
+/** A comma-separated list of URLs (a NATS cluster), each checked like `url`. */
+function urlList(r: Reader, name: string, protocols: readonly string[]): string | undefined {
+  const raw = r.get(name);
+  if (raw === undefined) return undefined;
+  const parts = raw.split(',').map((p) => p.trim());
+  const before = r.problems.length;
+  for (const part of parts) url({ problems: r.problems, get: () => part }, name, protocols);
+  return r.problems.length === before ? parts.join(',') : undefined;
+}
+
 /** Hides a password in a URL so config problems can be logged safely. */
 export function redact(u: string): string {
   try {
     const p = new URL(u);
     if (p.password) p.password = '***';
+    // A user name alone may be a token (nats://TOKEN@host).
+    else if (p.username) p.username = '***';
+    for (const key of [...p.searchParams.keys()])
+      if (/pass|secret|token|key/i.test(key)) p.searchParams.set(key, '***');
     return p.toString();
   } catch {
-    return u.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+    return u.replace(/\/\/[^/@]*@/, '//***@');
   }
 }
 
@@ -233,7 +247,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
   const port = int(r, 'PORT', 8080, 0, 65535);
   const memory = bool(r, 'PUJIANG_MEMORY', false);
   const databaseUrl = url(r, 'DATABASE_URL', ['postgres:', 'postgresql:']);
-  const natsUrl = url(r, 'NATS_URL', ['nats:', 'tls:']);
+  const natsUrl = urlList(r, 'NATS_URL', ['nats:', 'tls:']);
   const mqttUrl = url(r, 'MQTT_URL', ['mqtt:', 'mqtts:', 'ws:', 'wss:']);
   const secretRaw = r.get('PUJIANG_SECRET');
   const corsRaw = r.get('CORS_ORIGINS');
@@ -291,7 +305,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     corsOrigins,
     bodyLimitBytes: int(r, 'BODY_LIMIT_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
     requestTimeoutMs: int(r, 'REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
-    shutdownGraceMs: int(r, 'SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    shutdownGraceMs: int(r, 'SHUTDOWN_GRACE_MS', 10_000, 100, 600_000),
     outboxPollMs: int(r, 'OUTBOX_POLL_MS', 500, 10, 60_000),
     outboxBatchSize: int(r, 'OUTBOX_BATCH_SIZE', 200, 1, 10_000),
     outboxRetentionHours: int(r, 'OUTBOX_RETENTION_HOURS', 24, 0, 24 * 365),

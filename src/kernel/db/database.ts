@@ -53,7 +53,7 @@ export interface OpenDatabaseOptions {
   loadDataDir?: Blob | undefined;
   poolMax?: number;
   statementTimeoutMs?: number;
-  /** How long to wait for a pooled connection before failing with `database-unavailable`. */
+  /** How long to wait for a pooled connection before failing with `database-unavailable` (PostgreSQL). */
   connectTimeoutMs?: number;
   logger: Logger;
 }
@@ -134,13 +134,14 @@ async function openPGlite(options: OpenDatabaseOptions): Promise<Database> {
     parsers: { [INT8]: parseNumber, [NUMERIC]: parseNumber, [DATE]: parseDate },
   });
   const mutex = new Mutex();
-  const kysely = new Kysely<KernelTables>({ dialect: new PGliteDialect(pglite, mutex) });
+  const acquireTimeoutMs = options.statementTimeoutMs ?? 30_000;
+  const kysely = new Kysely<KernelTables>({ dialect: new PGliteDialect(pglite, mutex, acquireTimeoutMs) });
   return makeDatabase({
     engine: 'pglite',
     kysely,
     stats: () => ({ total: 1, idle: mutex.locked ? 0 : 1, waiting: mutex.waiting }),
     async raw(text, params) {
-      await mutex.lock();
+      await mutex.lock(acquireTimeoutMs);
       try {
         const r = await pglite.query<Record<string, unknown>>(text, params ?? []);
         return { rows: r.rows };
@@ -185,6 +186,11 @@ async function openPostgres(options: OpenDatabaseOptions & { databaseUrl: string
   // An idle client losing its server emits 'error' on the pool; without a listener Node would
   // crash the process. The next query reconnects, and requests meanwhile get a 503.
   pool.on('error', (err) => options.logger.warn({ err: err.message }, 'database connection lost'));
+  // A checked-out client that loses its server emits 'error' on itself: the query in flight
+  // fails (503 to its caller); without this listener the process would crash.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => options.logger.warn({ err: err.message }, 'database connection lost'));
+  });
   const kysely = new Kysely<KernelTables>({ dialect: new PostgresDialect({ pool }) });
   const db = makeDatabase({
     engine: 'postgres',
@@ -236,7 +242,7 @@ export function isConnectionError(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
   const code = (e as { code?: unknown }).code;
   if (typeof code === 'string' && (CONNECTION_ERROR_CODES.has(code) || code.startsWith('08'))) return true;
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|PGlite is closed/i.test(
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|PGlite is closed|waiting for the embedded database connection/i.test(
     e.message,
   );
 }

@@ -81,6 +81,9 @@ export async function migrate(options: {
   const files = options.sources.flatMap(readMigrations);
   await assertPostgisAvailable(database);
   return database.db.connection().execute(async (conn) => {
+    // Waiting for another replica's migrations, or building an index, may outlast the pool's
+    // statement timeout: lift it on this connection for the duration.
+    await sql`set statement_timeout = 0`.execute(conn);
     await sql`select pg_advisory_lock(${LOCK_KEY})`.execute(conn);
     try {
       await sql`create schema if not exists kernel`.execute(conn);
@@ -133,7 +136,9 @@ export async function migrate(options: {
       }
       return report;
     } finally {
-      await sql`select pg_advisory_unlock(${LOCK_KEY})`.execute(conn);
+      // Must not hide the error that brought us here.
+      await sql`select pg_advisory_unlock(${LOCK_KEY})`.execute(conn).catch(() => undefined);
+      await sql`reset statement_timeout`.execute(conn).catch(() => undefined);
     }
   });
 }

@@ -31,12 +31,35 @@ export class Mutex {
     return this.#locked;
   }
 
-  async lock(): Promise<void> {
+  /**
+   * Waits for the lock. With `timeoutMs`, gives up with an error instead of waiting forever: on a
+   * single connection, database use nested inside a transaction callback would otherwise hang.
+   */
+  async lock(timeoutMs?: number): Promise<void> {
     if (!this.#locked) {
       this.#locked = true;
       return;
     }
-    await new Promise<void>((resolve) => this.#queue.push(resolve));
+    await new Promise<void>((resolve, reject) => {
+      const waiter = () => {
+        if (timer) clearTimeout(timer);
+        resolve();
+      };
+      const timer =
+        timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              const i = this.#queue.indexOf(waiter);
+              if (i >= 0) this.#queue.splice(i, 1);
+              reject(
+                new Error(
+                  `timed out after ${timeoutMs} ms waiting for the embedded database connection ` +
+                    '(is the database used outside the transaction inside a transaction callback?)',
+                ),
+              );
+            }, timeoutMs);
+      this.#queue.push(waiter);
+    });
   }
 
   unlock(): void {
@@ -79,11 +102,13 @@ class PGliteDriver implements Driver {
   readonly #pg: PGlite;
   readonly #mutex: Mutex;
   readonly #connection: PGliteConnection;
+  readonly #acquireTimeoutMs: number;
 
-  constructor(pg: PGlite, mutex: Mutex) {
+  constructor(pg: PGlite, mutex: Mutex, acquireTimeoutMs: number) {
     this.#pg = pg;
     this.#mutex = mutex;
     this.#connection = new PGliteConnection(pg);
+    this.#acquireTimeoutMs = acquireTimeoutMs;
   }
 
   async init(): Promise<void> {
@@ -91,7 +116,7 @@ class PGliteDriver implements Driver {
   }
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    await this.#mutex.lock();
+    await this.#mutex.lock(this.#acquireTimeoutMs);
     return this.#connection;
   }
 
@@ -140,17 +165,20 @@ class PGliteDriver implements Driver {
 export class PGliteDialect implements Dialect {
   readonly #pg: PGlite;
   readonly #mutex: Mutex;
+  readonly #acquireTimeoutMs: number;
 
-  constructor(pg: PGlite, mutex: Mutex) {
+  /** `acquireTimeoutMs`: how long a caller waits for the connection before failing. */
+  constructor(pg: PGlite, mutex: Mutex, acquireTimeoutMs = 30_000) {
     this.#pg = pg;
     this.#mutex = mutex;
+    this.#acquireTimeoutMs = acquireTimeoutMs;
   }
 
   createAdapter() {
     return new PostgresAdapter();
   }
   createDriver(): Driver {
-    return new PGliteDriver(this.#pg, this.#mutex);
+    return new PGliteDriver(this.#pg, this.#mutex, this.#acquireTimeoutMs);
   }
   createQueryCompiler() {
     return new PostgresQueryCompiler();

@@ -13,6 +13,7 @@ export interface OutboxTable {
   created_at: Timestamp;
   published_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
   claimed_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  claim_token: string | null;
   attempts: Generated<number>;
   last_error: string | null;
 }

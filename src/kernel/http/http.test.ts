@@ -6,12 +6,13 @@ import { engines, type TestDatabase } from '../../../test/helpers/engines.ts';
 import { startTestPlatform } from '../../../test/helpers/platform.ts';
 import type { Platform } from '../../platform.ts';
 import { AppError, Errors } from '../errors/errors.ts';
+import type { ModuleContext } from '../module.ts';
 import { MODULES } from '../../platform.ts';
 
 /** A module whose routes misbehave on purpose, to prove errors never leak internals. */
 const faultyModule = {
   name: 'faulty',
-  start(app: Platform['http']) {
+  start(app: Platform['http'], { database }: ModuleContext) {
     app.get('/api/v1/test/crash', async () => {
       throw new Error('select secret from users where password = $1 — stack /srv/pujiang/src/x.ts:10');
     });
@@ -26,6 +27,14 @@ const faultyModule = {
       return { late: true };
     });
     app.post('/api/v1/test/echo', async (request) => ({ received: request.body }));
+    app.get('/api/v1/test/duplicate', async () => {
+      await database.transact(async (trx) => {
+        const row = { consumer: 'http-test', event_id: '00000000-0000-4000-8000-000000000001' };
+        await trx.insertInto('kernel.consumed_events').values(row).execute();
+        await trx.insertInto('kernel.consumed_events').values(row).execute();
+      });
+      return { unreachable: true };
+    });
   },
 };
 
@@ -191,6 +200,13 @@ for (const engine of engines()) {
       assert.equal(res.statusCode, 500);
       assert.equal(res.json<{ code: string }>().code, 'internal');
       assert.ok(!/select|password|stack|\/srv\//i.test(res.body), res.body);
+    });
+
+    it('answers a constraint the database enforced with 409, not 500, and without SQL', async () => {
+      const res = await p.http.inject({ method: 'GET', url: '/api/v1/test/duplicate' });
+      assert.equal(res.statusCode, 409);
+      assert.equal(res.json<{ code: string }>().code, 'conflict');
+      assert.ok(!/consumed_events|duplicate key|insert/i.test(res.body), res.body);
     });
 
     it('renders catalogue errors with their extensions', async () => {

@@ -45,6 +45,29 @@ const CLIENT_SAFE_DETAIL: Record<string, string> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'This endpoint accepts application/json bodies only.',
 };
 
+const SQLSTATE_ERRORS: Record<string, ErrorSpec> = {
+  '23505': Errors.conflict, // unique_violation
+  '23503': Errors.conflict, // foreign_key_violation
+  '23P01': Errors.conflict, // exclusion_violation
+  '40001': Errors.conflict, // serialization_failure: the client may retry
+  '23514': Errors.unprocessable, // check_violation
+  '23502': Errors.unprocessable, // not_null_violation
+};
+
+const STATUS_ERRORS: Record<number, ErrorSpec> = {
+  401: Errors.unauthorized,
+  403: Errors.forbidden,
+  404: Errors['not-found'],
+  405: Errors['method-not-allowed'],
+  408: Errors['request-timeout'],
+  409: Errors.conflict,
+  413: Errors['payload-too-large'],
+  415: Errors['unsupported-media-type'],
+  422: Errors.unprocessable,
+  429: Errors['too-many-requests'],
+  503: Errors['service-unavailable'],
+};
+
 /**
  * Classifies any thrown value as an `AppError`. Unknown errors become `internal` with no detail,
  * so their text (which may contain SQL or paths) stays in the log only.
@@ -75,11 +98,17 @@ export function toAppError(error: unknown): AppError {
   }
   if (error instanceof SyntaxError && 'body' in error)
     return new AppError(Errors['malformed-json'], { cause: error });
+  // A constraint the database enforced is the client's conflict or bad value, not a server fault.
+  const sqlState = typeof fe?.code === 'string' && /^[0-9A-Z]{5}$/.test(fe.code) ? fe.code : undefined;
+  if (sqlState && SQLSTATE_ERRORS[sqlState]) return new AppError(SQLSTATE_ERRORS[sqlState], { cause: error });
+  if (sqlState?.startsWith('22'))
+    return new AppError(Errors['bad-request'], {
+      detail: 'A value has the wrong type or range.',
+      cause: error,
+    });
   const status = typeof fe?.statusCode === 'number' ? fe.statusCode : 500;
-  if (status === 404) return new AppError(Errors['not-found'], { cause: error });
-  if (status === 405) return new AppError(Errors['method-not-allowed'], { cause: error });
-  if (status === 413) return new AppError(Errors['payload-too-large'], { cause: error });
-  if (status === 415) return new AppError(Errors['unsupported-media-type'], { cause: error });
+  const byStatus = STATUS_ERRORS[status];
+  if (byStatus) return new AppError(byStatus, { cause: error });
   if (status >= 400 && status < 500) return new AppError(Errors['bad-request'], { cause: error });
   return new AppError(Errors.internal, { cause: error });
 }

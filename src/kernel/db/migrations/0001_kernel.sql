@@ -13,6 +13,7 @@ create table kernel.outbox (
   published_at timestamptz,
   -- A relay's lease on the row while it publishes; expired leases are taken over.
   claimed_until timestamptz,
+  claim_token  uuid,
   attempts     integer not null default 0,
   last_error   text
 );
