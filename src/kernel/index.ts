@@ -51,7 +51,7 @@ export type {
   CreditCodeInfo,
   ComponentIdInfo,
 } from './codes/codes.ts';
-export { referenceData, parseSimpleCsv } from './codes/reference.ts';
+export { referenceData, parseSimpleCsv, readReferenceFile } from './codes/reference.ts';
 export type { Division, CategoryClass, ReferenceData } from './codes/reference.ts';
 export { registerCodeRoutes } from './codes/codes.routes.ts';
 export type { PlatformModule, ModuleContext } from './module.ts';

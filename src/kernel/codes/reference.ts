@@ -83,8 +83,13 @@ export function parseSimpleCsv(text: string): Record<string, string>[] {
   });
 }
 
+/** The text of a file under `data/reference/` (e.g. `shanghai/districts.geojson`). */
+export function readReferenceFile(relative: string): string {
+  return readFileSync(new URL(relative, REFERENCE_DIR), 'utf8');
+}
+
 function readCsv(relative: string): Record<string, string>[] {
-  return parseSimpleCsv(readFileSync(new URL(relative, REFERENCE_DIR), 'utf8'));
+  return parseSimpleCsv(readReferenceFile(relative));
 }
 
 let cached: ReferenceData | undefined;

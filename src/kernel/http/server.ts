@@ -117,6 +117,7 @@ export async function createHttpServer(options: CreateHttpServerOptions): Promis
       tags: [
         { name: 'system', description: 'Health, readiness, metrics and platform information' },
         { name: 'codes', description: 'Validation of Chinese administrative and identity codes' },
+        { name: 'areas', description: 'The jurisdiction hierarchy 市 → 区 → 街镇 → 居村 → 网格' },
       ],
     },
   });

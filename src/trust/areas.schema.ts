@@ -1,0 +1,35 @@
+/** Area (区域) schemas: the single source of validation, types and OpenAPI for the areas API. */
+import { Type, type Static } from 'typebox';
+
+export const AREA_LEVELS = ['city', 'district', 'street', 'community', 'grid'] as const;
+export type AreaLevel = (typeof AREA_LEVELS)[number];
+
+export const AreaCode = Type.String({
+  pattern: '^[0-9]{6}([0-9]{3}){0,3}$',
+  description: 'Area code: 6 digits (city, district; GB/T 2260), 9 (street), 12 (community), 15 (grid)',
+  examples: ['310113', '310113001'],
+});
+
+export const Area = Type.Object({
+  code: Type.String(),
+  name: Type.String(),
+  level: Type.Enum([...AREA_LEVELS]),
+  parentCode: Type.Union([Type.String(), Type.Null()]),
+  /** Codes from the city down to this area. */
+  path: Type.Array(Type.String()),
+  synthetic: Type.Boolean({ description: 'The area itself is generated demo data' }),
+  geometrySynthetic: Type.Boolean({ description: 'The boundary is generated (no public boundary exists)' }),
+  centroid: Type.Union([Type.Tuple([Type.Number(), Type.Number()]), Type.Null()], {
+    description: '[longitude, latitude] of a point inside the area',
+  }),
+  areaKm2: Type.Union([Type.Number(), Type.Null()]),
+  geometry: Type.Optional(Type.Unknown({ description: 'GeoJSON MultiPolygon (when geometry=true)' })),
+});
+export type Area = Static<typeof Area>;
+
+export const LocatedArea = Type.Object({
+  area: Area,
+  /** The area's ancestors from the city down, then the area itself. */
+  chain: Type.Array(Type.Object({ code: Type.String(), name: Type.String(), level: Type.String() })),
+});
+export type LocatedArea = Static<typeof LocatedArea>;
