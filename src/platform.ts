@@ -163,8 +163,8 @@ export async function startPlatform(options: StartOptions): Promise<Platform> {
     await registerConsole(http);
     const context = { config, logger, metrics, database, bus };
     for (const m of modules) {
-      await m.start?.(http, context);
-      if (m.stop) opened.push(async () => m.stop?.());
+      const handle = await m.start?.(http, context);
+      if (handle) opened.push(async () => handle.stop());
     }
     // The relay starts once every module has subscribed (an event relayed to a bus without its
     // consumers would be marked relayed and missed), and stops before they do, draining first.

@@ -17,6 +17,7 @@ export { openDatabase, afterCommit, isConnectionError, toDatabaseError } from '.
 export type { Database, Engine, PoolStats } from './db/database.ts';
 export type { KernelTables } from './db/tables.ts';
 export { bulkInsert } from './db/bulk.ts';
+export type { QueryExecutorLike } from './db/bulk.ts';
 export { migrate, isMigrated, readMigrations, assertPostgisAvailable } from './db/migrator.ts';
 export type { MigrationSource, MigrationReport } from './db/migrator.ts';
 export { makeEvent, topicMatches } from './bus/bus.ts';
@@ -54,4 +55,4 @@ export type {
 export { referenceData, parseSimpleCsv, readReferenceFile } from './codes/reference.ts';
 export type { Division, CategoryClass, ReferenceData } from './codes/reference.ts';
 export { registerCodeRoutes } from './codes/codes.routes.ts';
-export type { PlatformModule, ModuleContext } from './module.ts';
+export type { PlatformModule, ModuleContext, ModuleHandle } from './module.ts';

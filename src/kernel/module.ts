@@ -23,8 +23,14 @@ export interface PlatformModule {
   name: string;
   /** Folder of forward-only `NNNN_name.sql` migrations, if the module owns tables. */
   migrationsDir?: string;
-  /** Registers the module's routes and starts its background work. */
-  start?(app: HttpServer, context: ModuleContext): Promise<void> | void;
-  /** Stops background work; called in reverse module order at shutdown. */
-  stop?(): Promise<void> | void;
+  /**
+   * Registers the module's routes and starts its background work. May return a handle whose
+   * `stop` the platform calls at shutdown, in reverse module order. One module object may be
+   * started by several platforms in one process (tests), so per-start state lives in the handle.
+   */
+  start?(app: HttpServer, context: ModuleContext): Promise<ModuleHandle | void> | ModuleHandle | void;
+}
+
+export interface ModuleHandle {
+  stop(): Promise<void> | void;
 }

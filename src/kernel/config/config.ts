@@ -43,6 +43,22 @@ export interface Config {
   outboxBatchSize: number;
   /** How long relayed outbox rows are kept for inspection (hours). */
   outboxRetentionHours: number;
+  /** Ed25519 key signing audit checkpoints; undefined with a throw-away store (key kept in memory). */
+  auditKeyFile: string | undefined;
+  /** Longest time records wait for a signed checkpoint (ms). */
+  auditCheckpointIntervalMs: number;
+  /** Sign a checkpoint early once this many records are waiting. */
+  auditCheckpointPending: number;
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  passwordMinLength: number;
+  /** Consecutive failed sign-ins before an account locks. */
+  loginMaxFailures: number;
+  loginLockoutSeconds: number;
+  /** Sign-in attempts allowed per client address per minute (per node). */
+  loginRatePerMinute: number;
+  /** External identity provider (OIDC): all three set, or none. */
+  oidc: { issuer: string; jwksUrl: string; audience: string; usernameClaim: string } | undefined;
   /** Where the config came from, for `pujiang config` and start-up logs. */
   configFile: string | undefined;
 }
@@ -218,6 +234,19 @@ export const KNOWN_VARIABLES: readonly string[] = [
   'OUTBOX_POLL_MS',
   'OUTBOX_BATCH_SIZE',
   'OUTBOX_RETENTION_HOURS',
+  'AUDIT_KEY_FILE',
+  'AUDIT_CHECKPOINT_INTERVAL_MS',
+  'AUDIT_CHECKPOINT_PENDING',
+  'ACCESS_TOKEN_TTL_S',
+  'REFRESH_TOKEN_TTL_S',
+  'PASSWORD_MIN_LENGTH',
+  'LOGIN_MAX_FAILURES',
+  'LOGIN_LOCKOUT_S',
+  'LOGIN_RATE_PER_MINUTE',
+  'OIDC_ISSUER',
+  'OIDC_JWKS_URL',
+  'OIDC_AUDIENCE',
+  'OIDC_USERNAME_CLAIM',
 ];
 
 export interface LoadConfigOptions {
@@ -281,11 +310,27 @@ export function loadConfig(options: LoadConfigOptions): Config {
   if (secretRaw !== undefined && secretRaw.length < 32)
     r.problems.push(`PUJIANG_SECRET: expected at least 32 characters, got ${secretRaw.length}`);
 
+  const oidcIssuer = r.get('OIDC_ISSUER');
+  const oidcJwks = url(r, 'OIDC_JWKS_URL', ['https:', 'http:']);
+  const oidcAudience = r.get('OIDC_AUDIENCE');
+  const oidcSet = [oidcIssuer, r.get('OIDC_JWKS_URL'), oidcAudience].filter((v) => v !== undefined).length;
+  if (oidcSet > 0 && oidcSet < 3)
+    r.problems.push('OIDC_ISSUER, OIDC_JWKS_URL, OIDC_AUDIENCE: set all three to accept external tokens, or none');
+  if (mode === 'production' && oidcJwks?.startsWith('http:'))
+    r.problems.push('OIDC_JWKS_URL: expected an https URL in production mode');
+  const dataDir = resolve(cwd, r.get('DATA_DIR') ?? '.pujiang');
+  const auditKeyRaw = r.get('AUDIT_KEY_FILE');
+  const auditKeyFile = auditKeyRaw
+    ? resolve(cwd, auditKeyRaw)
+    : memory
+      ? undefined
+      : resolve(dataDir, 'audit-signing-key.pem');
+
   const config: Config = {
     mode,
     host,
     port,
-    dataDir: resolve(cwd, r.get('DATA_DIR') ?? '.pujiang'),
+    dataDir,
     memory,
     databaseUrl,
     databasePoolMax: int(r, 'DATABASE_POOL_MAX', 10, 1, 1000),
@@ -309,6 +354,24 @@ export function loadConfig(options: LoadConfigOptions): Config {
     outboxPollMs: int(r, 'OUTBOX_POLL_MS', 500, 10, 60_000),
     outboxBatchSize: int(r, 'OUTBOX_BATCH_SIZE', 200, 1, 10_000),
     outboxRetentionHours: int(r, 'OUTBOX_RETENTION_HOURS', 24, 0, 24 * 365),
+    auditKeyFile,
+    auditCheckpointIntervalMs: int(r, 'AUDIT_CHECKPOINT_INTERVAL_MS', 60_000, 100, 86_400_000),
+    auditCheckpointPending: int(r, 'AUDIT_CHECKPOINT_PENDING', 10_000, 1, 1_000_000),
+    accessTokenTtlSeconds: int(r, 'ACCESS_TOKEN_TTL_S', 900, 30, 86_400),
+    refreshTokenTtlSeconds: int(r, 'REFRESH_TOKEN_TTL_S', 7 * 86_400, 60, 90 * 86_400),
+    passwordMinLength: int(r, 'PASSWORD_MIN_LENGTH', 10, 8, 128),
+    loginMaxFailures: int(r, 'LOGIN_MAX_FAILURES', 5, 1, 100),
+    loginLockoutSeconds: int(r, 'LOGIN_LOCKOUT_S', 900, 1, 86_400),
+    loginRatePerMinute: int(r, 'LOGIN_RATE_PER_MINUTE', 30, 1, 100_000),
+    oidc:
+      oidcIssuer && oidcJwks && oidcAudience
+        ? {
+            issuer: oidcIssuer,
+            jwksUrl: oidcJwks,
+            audience: oidcAudience,
+            usernameClaim: r.get('OIDC_USERNAME_CLAIM') ?? 'preferred_username',
+          }
+        : undefined,
     configFile,
   };
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(config.natsStream))

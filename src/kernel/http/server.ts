@@ -118,7 +118,20 @@ export async function createHttpServer(options: CreateHttpServerOptions): Promis
         { name: 'system', description: 'Health, readiness, metrics and platform information' },
         { name: 'codes', description: 'Validation of Chinese administrative and identity codes' },
         { name: 'areas', description: 'The jurisdiction hierarchy 市 → 区 → 街镇 → 居村 → 网格' },
+        { name: 'auth', description: 'Sign-in, tokens and the caller (身份认证)' },
+        { name: 'admin', description: 'Organisations, users, roles and API keys (统一账户管理)' },
+        { name: 'audit', description: 'The verifiable audit trail (责任溯源)' },
       ],
+      components: {
+        securitySchemes: {
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'An access token from /api/v1/auth/login, an API key, or an external OIDC token',
+          },
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+        },
+      },
     },
   });
   await app.register(swaggerUi, {
