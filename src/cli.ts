@@ -154,7 +154,9 @@ async function start(config: Config): Promise<void> {
 /** Opens and migrates the configured database, runs `fn`, closes it. */
 async function withDatabase<T>(config: Config, fn: (database: Database) => Promise<T>): Promise<T> {
   const logger = createLogger({ ...config, logLevel: config.logLevel === 'info' ? 'warn' : config.logLevel });
-  const database = await openDatabase({ ...config, logger }).catch((e: unknown) => fail((e as Error).message));
+  const database = await openDatabase({ ...config, logger }).catch((e: unknown) =>
+    fail((e as Error).message),
+  );
   try {
     await migrate({ database, sources: migrationSources(), logger });
     return await fn(database);
@@ -186,7 +188,11 @@ function readPublicKey(path: string | boolean | undefined) {
   }
 }
 
-async function audit(sub: string | undefined, args: string[], values: Record<string, string | boolean | undefined>) {
+async function audit(
+  sub: string | undefined,
+  args: string[],
+  values: Record<string, string | boolean | undefined>,
+) {
   if (sub === 'verify-proof') {
     const file = args[0];
     if (file === undefined) fail('audit verify-proof needs a proof file (or - for standard input)', 2);
@@ -205,7 +211,8 @@ async function audit(sub: string | undefined, args: string[], values: Record<str
   const config = configFrom(values);
   switch (sub) {
     case 'verify': {
-      const trustedKeys = values['public-key'] === undefined ? undefined : [readPublicKey(values['public-key'])];
+      const trustedKeys =
+        values['public-key'] === undefined ? undefined : [readPublicKey(values['public-key'])];
       const report = await withDatabase(config, (database) =>
         verifyAuditTrail(database, { ...(trustedKeys && { trustedKeys }) }),
       );
@@ -219,7 +226,9 @@ async function audit(sub: string | undefined, args: string[], values: Record<str
       return;
     }
     case 'checkpoint': {
-      const made = await withDatabase(config, async (database) => checkpointAll(database, loadSigner(config.auditKeyFile)));
+      const made = await withDatabase(config, async (database) =>
+        checkpointAll(database, loadSigner(config.auditKeyFile)),
+      );
       const last = made[made.length - 1];
       console.log(
         last
@@ -230,7 +239,8 @@ async function audit(sub: string | undefined, args: string[], values: Record<str
     }
     case 'rotate-key': {
       const path = config.auditKeyFile;
-      if (path === undefined) fail('audit rotate-key needs a key file (AUDIT_KEY_FILE, or a DATA_DIR store)', 2);
+      if (path === undefined)
+        fail('audit rotate-key needs a key file (AUDIT_KEY_FILE, or a DATA_DIR store)', 2);
       const signer = await withDatabase(config, (database) => rotateSigningKey(database, path));
       console.log(`new signing key ${signer.keyId} written to ${path}; restart running nodes to use it`);
       return;
@@ -295,7 +305,9 @@ async function main(): Promise<void> {
     case 'areas': {
       if (args[0] !== 'load') fail(`unknown areas command "${args[0] ?? ''}"; see pujiang --help`, 2);
       const config = configFrom(values);
-      const n = await withDatabase(config, (database) => seedShanghaiAreas(database, { logger: createLogger(config) }));
+      const n = await withDatabase(config, (database) =>
+        seedShanghaiAreas(database, { logger: createLogger(config) }),
+      );
       console.log(n > 0 ? `loaded ${n} areas` : 'areas already loaded; nothing changed');
       return;
     }

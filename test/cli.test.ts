@@ -1,52 +1,8 @@
 /** The `pujiang` command as an operator meets it: help, config errors, start, graceful stop. */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { readProcessEnv } from '../src/kernel/index.ts';
+import { pujiang } from './helpers/cli.ts';
 import { createScratchDatabase, postgresUrl } from './helpers/engines.ts';
-
-const bin = new URL('../bin/pujiang.mjs', import.meta.url).pathname;
-
-interface Run {
-  code: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI; `onLine` may act on output lines (e.g. send a signal once it is listening). */
-function pujiang(
-  args: string[],
-  env: Record<string, string>,
-  onLine?: (line: string, kill: (signal: NodeJS.Signals) => void) => void,
-  timeoutMs = 90_000,
-): Promise<Run> {
-  const base = readProcessEnv();
-  delete base['DATABASE_URL'];
-  delete base['NATS_URL'];
-  const proc = spawn(process.execPath, [bin, ...args], {
-    env: { ...base, LOG_FORMAT: 'json', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  let pending = '';
-  proc.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    pending += d.toString();
-    const lines = pending.split('\n');
-    pending = lines.pop() ?? '';
-    for (const l of lines) onLine?.(l, (s) => proc.kill(s));
-  });
-  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-  return new Promise((resolve) =>
-    proc.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    }),
-  );
-}
 
 describe('pujiang CLI', () => {
   it('prints help', async () => {

@@ -28,6 +28,7 @@ export interface PlatformModule {
    * `stop` the platform calls at shutdown, in reverse module order. One module object may be
    * started by several platforms in one process (tests), so per-start state lives in the handle.
    */
+  // eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- a module without background work returns nothing
   start?(app: HttpServer, context: ModuleContext): Promise<ModuleHandle | void> | ModuleHandle | void;
 }
 

@@ -28,10 +28,12 @@ import {
   insertDistrict,
   insertRoot,
   insertSyntheticChildren,
-  locatePointChain,
+  readAreaRevision,
+  readAreasWithBoundaries,
   unionChildrenInto,
   type AreaRow,
 } from './areas.store.ts';
+import { buildAreaIndex, type AreaIndex } from './areas.index.ts';
 
 export interface SeedOptions {
   logger: Logger;
@@ -214,9 +216,96 @@ export async function descendantCounts(
   return countDescendants(d, row.path);
 }
 
-/** The deepest area covering a WGS-84 point, with its chain from the city; 404 outside every area. */
-export async function locate(database: Database, point: { lon: number; lat: number }): Promise<LocatedArea> {
-  const chain = await locatePointChain(database.db, point.lon, point.lat);
+export interface LocateOptions {
+  /**
+   * How long a built index is used before the areas' revision is read again (default 1000 ms):
+   * the longest a change made by another process goes unseen.
+   */
+  recheckMs?: number;
+}
+
+const DEFAULT_RECHECK_MS = 1_000;
+
+/** The point-location index of one database, and when it was last known to be current. */
+interface IndexState {
+  index: AreaIndex | undefined;
+  /** The areas' revision `index` was built from. */
+  revision: number;
+  /** `performance.now()` when `revision` was last confirmed as the database's. */
+  checkedAt: number;
+  /** The revision check or rebuild under way; callers meanwhile wait on it together. */
+  refreshing: Promise<AreaIndex> | undefined;
+  /** Bumped by `invalidateAreaIndex`, so a refresh begun before it does not install its result. */
+  generation: number;
+}
+
+// Per Database object: tests open several databases in one process, each with its own areas.
+const indexes = new WeakMap<Database, IndexState>();
+
+function indexState(database: Database): IndexState {
+  let state = indexes.get(database);
+  if (!state) {
+    state = { index: undefined, revision: -1, checkedAt: -Infinity, refreshing: undefined, generation: 0 };
+    indexes.set(database, state);
+  }
+  return state;
+}
+
+function refreshIndex(database: Database, state: IndexState): Promise<AreaIndex> {
+  const generation = state.generation;
+  const refreshing = (async () => {
+    // The revision is read before the areas: a change committed in between costs one needless
+    // rebuild at the next check, never an index older than the revision it is recorded with.
+    const revision = await readAreaRevision(database.db);
+    let index = state.index;
+    if (!index || revision !== state.revision)
+      index = buildAreaIndex(await readAreasWithBoundaries(database.db));
+    if (state.generation === generation) {
+      state.index = index;
+      state.revision = revision;
+      state.checkedAt = performance.now();
+    }
+    return index;
+  })().finally(() => {
+    if (state.refreshing === refreshing) state.refreshing = undefined;
+  });
+  state.refreshing = refreshing;
+  return refreshing;
+}
+
+/** The current index: the one in memory while it is fresh, else after a revision check or rebuild. */
+function areaIndex(database: Database, recheckMs: number): AreaIndex | Promise<AreaIndex> {
+  const state = indexState(database);
+  if (state.index && performance.now() - state.checkedAt < recheckMs) return state.index;
+  return state.refreshing ?? refreshIndex(database, state);
+}
+
+/**
+ * Makes the next `locate` on `database` check the areas' revision and rebuild its index if areas
+ * changed. Call it after committing a change to areas, so this process sees it at once (other
+ * processes see it within their `recheckMs`).
+ */
+export function invalidateAreaIndex(database: Database): void {
+  const state = indexes.get(database);
+  if (!state) return;
+  state.generation++;
+  state.checkedAt = -Infinity;
+  state.refreshing = undefined;
+}
+
+/**
+ * The deepest area covering a WGS-84 point, with its chain from the city; 404 outside every area.
+ * Answered from an in-process index of the area boundaries, built on first use and rebuilt when
+ * the areas' revision changes (checked at most every `recheckMs`). A point on the border of two
+ * areas of the same level gets the one with the lower code.
+ */
+export async function locate(
+  database: Database,
+  point: { lon: number; lat: number },
+  options: LocateOptions = {},
+): Promise<LocatedArea> {
+  const index = await areaIndex(database, options.recheckMs ?? DEFAULT_RECHECK_MS);
+  const chain = index.chainAt(point.lon, point.lat);
   const row = chain[chain.length - 1];
   if (!row)
     throw new AppError(Errors['not-found'], {

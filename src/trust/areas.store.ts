@@ -1,27 +1,10 @@
 /**
  * SQL for areas (区域). Geometry work (tessellation, point location) runs in PostGIS, the same SQL
- * on PGlite and PostgreSQL.
+ * on PGlite and PostgreSQL. The service locates points in memory (`areas.index.ts`); the SQL
+ * point location stays as its baseline and test oracle.
  */
 import { sql, type QueryExecutorProvider } from 'kysely';
 import type { AreaLevel } from './areas.schema.ts';
-
-export type AreasTable = {
-  code: string;
-  name: string;
-  level: AreaLevel;
-  depth: number;
-  parent_code: string | null;
-  path: string;
-  synthetic: boolean;
-  geometry_synthetic: boolean;
-  geom: unknown;
-  centroid: unknown;
-  area_km2: number | null;
-};
-
-export type TrustTables = {
-  'trust.areas': AreasTable;
-};
 
 export interface AreaRow {
   code: string;
@@ -67,7 +50,8 @@ export async function findChildren(db: Db, code: string): Promise<AreaRow[]> {
 /**
  * The deepest area covering the point and all its ancestors, root first, in one round trip. Grids
  * are searched first (their own index, small polygons); only a point outside every grid is
- * looked up among all levels. Empty when no area covers the point.
+ * looked up among all levels. Empty when no area covers the point. The service answers from its
+ * in-process index (`areas.index.ts`); this statement is its benchmark baseline and test oracle.
  */
 export async function locatePointChain(db: Db, lon: number, lat: number): Promise<AreaRow[]> {
   const { rows } = await sql<AreaRow>`
@@ -88,6 +72,22 @@ export async function locatePointChain(db: Db, lon: number, lat: number): Promis
     where code = any(string_to_array((select path from hit limit 1), '/'))
     order by depth`.execute(db);
   return rows;
+}
+
+/**
+ * Every area, boundaries included as little-endian WKB (exact doubles, unlike GeoJSON text; null
+ * without a boundary), for the in-process point-location index.
+ */
+export async function readAreasWithBoundaries(db: Db): Promise<(AreaRow & { wkb: Uint8Array | null })[]> {
+  const { rows } = await sql<AreaRow & { wkb: Uint8Array | null }>`
+    select ${columns}, ST_AsBinary(geom, 'NDR') as wkb from trust.areas order by code`.execute(db);
+  return rows;
+}
+
+/** The areas' revision: a trigger bumps it on every statement that changes `trust.areas`. */
+export async function readAreaRevision(db: Db): Promise<number> {
+  const { rows } = await sql<{ revision: number }>`select revision from trust.area_revision`.execute(db);
+  return rows[0]?.revision ?? 0;
 }
 
 /** Counts descendants of `path` by level (materialized-path prefix scan). */

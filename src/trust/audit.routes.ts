@@ -58,10 +58,17 @@ const RecordQuery = Type.Object(
     resourceType: Type.Optional(Type.String({ maxLength: 100 })),
     resourceId: Type.Optional(Type.String({ maxLength: 200 })),
     area: Type.Optional(Type.String({ pattern: '^[0-9]{6}([0-9]{3}){0,3}$' })),
-    outcome: Type.Optional(Type.Union([Type.Literal('success'), Type.Literal('denied'), Type.Literal('failed')])),
+    outcome: Type.Optional(
+      Type.Union([Type.Literal('success'), Type.Literal('denied'), Type.Literal('failed')]),
+    ),
     from: Type.Optional(Type.String({ format: 'date-time' })),
     to: Type.Optional(Type.String({ format: 'date-time' })),
-    before: Type.Optional(Type.Integer({ minimum: 1, description: 'Records with seq below this (the `next` of the previous page)' })),
+    before: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        description: 'Records with seq below this (the `next` of the previous page)',
+      }),
+    ),
     limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 }),
   },
   { additionalProperties: false },
@@ -101,14 +108,20 @@ export function registerAuditRoutes(app: HttpServer, rt: TrustRuntime, signer: A
         tags: ['audit'],
         summary: 'Signed checkpoints, newest first (public: roots reveal nothing of the records)',
         querystring: Type.Object(
-          { before: Type.Optional(Type.Integer({ minimum: 1 })), limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }) },
+          {
+            before: Type.Optional(Type.Integer({ minimum: 1 })),
+            limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+          },
           { additionalProperties: false },
         ),
         response: { 200: Type.Array(SignedCheckpoint) },
       },
     },
     async (request) =>
-      checkpointsPage(database, { limit: request.query.limit, ...(request.query.before !== undefined && { before: request.query.before }) }),
+      checkpointsPage(database, {
+        limit: request.query.limit,
+        ...(request.query.before !== undefined && { before: request.query.before }),
+      }),
   );
 
   app.post(
@@ -132,7 +145,12 @@ export function registerAuditRoutes(app: HttpServer, rt: TrustRuntime, signer: A
         summary: "Audit records in the caller's jurisdiction, newest first (this read is audited too)",
         security: secured,
         querystring: RecordQuery,
-        response: { 200: Type.Object({ records: Type.Array(RecordView), next: Type.Union([Type.Integer(), Type.Null()]) }) },
+        response: {
+          200: Type.Object({
+            records: Type.Array(RecordView),
+            next: Type.Union([Type.Integer(), Type.Null()]),
+          }),
+        },
       },
     },
     async (request) => {
@@ -147,7 +165,8 @@ export function registerAuditRoutes(app: HttpServer, rt: TrustRuntime, signer: A
     {
       schema: {
         tags: ['audit'],
-        summary: 'An inclusion proof of one record against its signed checkpoint (verify offline: docs/audit-format.md)',
+        summary:
+          'An inclusion proof of one record against its signed checkpoint (verify offline: docs/audit-format.md)',
         security: secured,
         params: Type.Object({ seq: Type.Integer({ minimum: 1 }) }),
       },

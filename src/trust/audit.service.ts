@@ -104,10 +104,27 @@ export function recordBody(row: AuditRow): AuditRecordBody {
 }
 
 /**
+ * Details as the jsonb column gives them back (so the hash recomputes from the stored row), with
+ * the characters jsonb refuses (NUL, lone surrogates) replaced: an odd value must not stop a record.
+ */
+// eslint-disable-next-line no-control-regex -- NUL is exactly what must be replaced
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+function storable(details: Record<string, unknown>): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(details), (_key, v: unknown) =>
+    typeof v === 'string' ? v.replace(UNSTORABLE, '\uFFFD') : v,
+  ) as Record<string, unknown>;
+}
+
+/**
  * Appends records to the chain inside `trx`, the transaction making the change: they commit or
  * roll back with it. Holds the chain-head lock until the transaction ends (appends serialise).
  */
-export async function recordAudit(trx: Trx, ctx: CallContext, entries: AuditEntry | AuditEntry[]): Promise<void> {
+export async function recordAudit(
+  trx: Trx,
+  ctx: CallContext,
+  entries: AuditEntry | AuditEntry[],
+): Promise<void> {
   const list = Array.isArray(entries) ? entries : [entries];
   if (list.length === 0) return;
   const head = await lockHead(trx);
@@ -130,8 +147,7 @@ export async function recordAudit(trx: Trx, ctx: CallContext, entries: AuditEntr
       purpose: ctx.purpose,
       request_id: ctx.requestId,
       outcome: e.outcome ?? 'success',
-      // Exactly what the jsonb column gives back, so the hash recomputes from the stored row.
-      details: JSON.parse(JSON.stringify(e.details ?? {})) as Record<string, unknown>,
+      details: storable(e.details ?? {}),
       prev_hash: prev,
       hash: '',
     };
@@ -194,11 +210,12 @@ export function loadSigner(path: string | undefined): AuditSigner {
 export async function rotateSigningKey(database: Database, path: string): Promise<AuditSigner> {
   const { privateKey, publicKey } = generateSigningKey();
   const keyId = keyIdOf(publicKey);
+  // The file first: if the database step fails, the next start or checkpoint registers the key.
+  writeSigningKey(path, privateKey);
   await database.transact(async (trx) => {
     await registerKey(trx, keyId, publicKeyPem(publicKey));
     await retireKeysExcept(trx, keyId);
   });
-  writeSigningKey(path, privateKey);
   return { keyId, privateKey, publicKey, path };
 }
 
@@ -227,7 +244,10 @@ export interface SignedCheckpoint {
   signature: string;
 }
 
-const present = (row: CheckpointRow): SignedCheckpoint => ({ statement: statementOf(row), signature: row.signature });
+const present = (row: CheckpointRow): SignedCheckpoint => ({
+  statement: statementOf(row),
+  signature: row.signature,
+});
 
 /**
  * Signs a checkpoint over the records committed since the last one (at most `maxRecords`).
@@ -238,7 +258,8 @@ export async function createCheckpoint(
   signer: AuditSigner,
   options: { maxRecords?: number } = {},
 ): Promise<SignedCheckpoint | null> {
-  const max = options.maxRecords ?? 100_000;
+  // Small trees keep proofs cheap: a proof rebuilds its checkpoint's tree (about 40 ms at 10k).
+  const max = options.maxRecords ?? 10_000;
   return database.transact(async (trx) => {
     await lockCheckpointing(trx);
     const last = await lastCheckpoint(trx);
@@ -316,7 +337,9 @@ export function startCheckpointer(args: {
     () => {
       if (running || stopped) return;
       running = tick()
-        .catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'audit checkpoint failed; will retry'))
+        .catch((e: unknown) =>
+          logger.warn({ err: (e as Error).message }, 'audit checkpoint failed; will retry'),
+        )
         .finally(() => (running = undefined));
     },
     Math.min(args.pollMs ?? 1_000, args.intervalMs),
@@ -384,10 +407,17 @@ export async function verifyAuditTrail(
     const rows = await recordsBetween(db, from, Math.min(top, from + page - 1));
     for (const row of rows) {
       if (row.seq !== expected)
-        return report({ seq: expected, reason: `record ${expected} is missing from the chain` }, expected - 1, sealed);
+        return report(
+          { seq: expected, reason: `record ${expected} is missing from the chain` },
+          expected - 1,
+          sealed,
+        );
       if (row.prev_hash !== prev)
         return report(
-          { seq: row.seq, reason: `record ${row.seq} does not link to record ${row.seq - 1} (prev_hash differs)` },
+          {
+            seq: row.seq,
+            reason: `record ${row.seq} does not link to record ${row.seq - 1} (prev_hash differs)`,
+          },
           expected - 1,
           sealed,
         );
@@ -418,7 +448,10 @@ export async function verifyAuditTrail(
   const dangling = checkpoints[cpIndex];
   if (dangling)
     return report(
-      { checkpoint: dangling.checkpoint, reason: `checkpoint ${dangling.checkpoint} covers records that do not exist` },
+      {
+        checkpoint: dangling.checkpoint,
+        reason: `checkpoint ${dangling.checkpoint} covers records that do not exist`,
+      },
       expected - 1,
       sealed,
     );
@@ -429,12 +462,17 @@ function checkCheckpoint(
   cp: CheckpointRow,
   args: { leaves: string[]; prevRoot: string | null; expectedFrom: number; keys: Map<string, KeyObject> },
 ): VerifyProblem | null {
-  const bad = (reason: string): VerifyProblem => ({ checkpoint: cp.checkpoint, reason: `checkpoint ${cp.checkpoint}: ${reason}` });
-  if (cp.from_seq !== args.expectedFrom) return bad(`starts at record ${cp.from_seq}, expected ${args.expectedFrom}`);
+  const bad = (reason: string): VerifyProblem => ({
+    checkpoint: cp.checkpoint,
+    reason: `checkpoint ${cp.checkpoint}: ${reason}`,
+  });
+  if (cp.from_seq !== args.expectedFrom)
+    return bad(`starts at record ${cp.from_seq}, expected ${args.expectedFrom}`);
   if (cp.tree_size !== args.leaves.length) return bad('tree size does not match its record range');
   if (cp.prev_root !== args.prevRoot) return bad('does not link to the previous checkpoint');
   if (merkleRoot(args.leaves) !== cp.root) return bad('Merkle root does not match the records it covers');
-  if (args.leaves[args.leaves.length - 1] !== cp.head_hash) return bad('head hash does not match its last record');
+  if (args.leaves[args.leaves.length - 1] !== cp.head_hash)
+    return bad('head hash does not match its last record');
   const key = args.keys.get(cp.key_id);
   if (!key) return bad(`signed with unknown key ${cp.key_id}`);
   if (!verifyCheckpointSignature(statementOf(cp), cp.signature, key))
@@ -447,7 +485,11 @@ function checkCheckpoint(
 
 export type AuditRecordView = AuditRecordBody & { hash: string; prevHash: string };
 
-const view = (row: AuditRow): AuditRecordView => ({ ...recordBody(row), hash: row.hash, prevHash: row.prev_hash });
+const view = (row: AuditRow): AuditRecordView => ({
+  ...recordBody(row),
+  hash: row.hash,
+  prevHash: row.prev_hash,
+});
 
 /** Audit records the caller may read (their jurisdiction), newest first, filtered. */
 export async function listAuditRecords(
@@ -465,7 +507,11 @@ export async function listAuditRecords(
   }
   const { all, paths } = scopesFor(ctx.actor, P['audit.read']);
   if (!all && paths.length === 0) {
-    await recordRefusal(database, ctx, { action: 'audit.list', resourceType: 'audit-record', details: { reason: 'forbidden' } });
+    await recordRefusal(database, ctx, {
+      action: 'audit.list',
+      resourceType: 'audit-record',
+      details: { reason: 'forbidden' },
+    });
     throw new AppError(Errors.forbidden, { detail: `Missing permission ${P['audit.read']}` });
   }
   return database.transact(async (trx) => {
@@ -480,33 +526,46 @@ export async function listAuditRecords(
   });
 }
 
-
 /** One record with an inclusion proof against the signed checkpoint covering it. */
-export async function proveRecord(database: Database, ctx: CallContext, seq: number): Promise<InclusionProofDocument> {
-  return audited(database, ctx, { action: 'audit.prove', resourceType: 'audit-record', resourceId: String(seq) }, async () => {
-    const record = await findRecord(database.db, seq);
-    authorize(ctx.actor, P['audit.read'], { areaPath: record?.area_path ?? null }, { what: 'audit record' });
-    if (!record) throw new AppError(Errors['not-found'], { detail: `No audit record ${seq}` });
-    const cp = await checkpointCovering(database.db, seq);
-    if (!cp)
-      throw new AppError(Errors.conflict, {
-        detail: `Record ${seq} is not covered by a signed checkpoint yet; retry after the next checkpoint`,
-        extensions: { retryable: true },
-      });
-    const hashes = await hashesBetween(database.db, cp.from_seq, cp.to_seq);
-    const index = seq - cp.from_seq;
-    return {
-      format: 'pujiang-audit-proof/v1',
-      record: recordBody(record),
-      seq,
-      prevHash: record.prev_hash,
-      hash: record.hash,
-      leafIndex: index,
-      proof: inclusionProof(hashes, index),
-      checkpoint: statementOf(cp),
-      signature: cp.signature,
-    };
-  });
+export async function proveRecord(
+  database: Database,
+  ctx: CallContext,
+  seq: number,
+): Promise<InclusionProofDocument> {
+  return audited(
+    database,
+    ctx,
+    { action: 'audit.prove', resourceType: 'audit-record', resourceId: String(seq) },
+    async () => {
+      const record = await findRecord(database.db, seq);
+      authorize(
+        ctx.actor,
+        P['audit.read'],
+        { areaPath: record?.area_path ?? null },
+        { what: 'audit record' },
+      );
+      if (!record) throw new AppError(Errors['not-found'], { detail: `No audit record ${seq}` });
+      const cp = await checkpointCovering(database.db, seq);
+      if (!cp)
+        throw new AppError(Errors.conflict, {
+          detail: `Record ${seq} is not covered by a signed checkpoint yet; retry after the next checkpoint`,
+          extensions: { retryable: true },
+        });
+      const hashes = await hashesBetween(database.db, cp.from_seq, cp.to_seq);
+      const index = seq - cp.from_seq;
+      return {
+        format: 'pujiang-audit-proof/v1',
+        record: recordBody(record),
+        seq,
+        prevHash: record.prev_hash,
+        hash: record.hash,
+        leafIndex: index,
+        proof: inclusionProof(hashes, index),
+        checkpoint: statementOf(cp),
+        signature: cp.signature,
+      };
+    },
+  );
 }
 
 /** Signed checkpoints, newest first. */
@@ -541,7 +600,6 @@ export async function publishedKeys(database: Database): Promise<PublishedKey[]>
   });
 }
 
-
 /** Signs a checkpoint now (on demand), for callers holding city-wide `audit.checkpoint`. */
 export async function checkpointNow(
   database: Database,
@@ -549,9 +607,16 @@ export async function checkpointNow(
   ctx: CallContext,
 ): Promise<SignedCheckpoint[]> {
   requireSignedIn(ctx.actor);
-  return audited(database, ctx, { action: 'audit.checkpoint', resourceType: 'audit-checkpoint' }, async () => {
-    if (!can(ctx.actor, P['audit.checkpoint'], { areaPath: null }))
-      throw new AppError(Errors.forbidden, { detail: `Signing checkpoints needs city-wide ${P['audit.checkpoint']}` });
-    return checkpointAll(database, signer);
-  });
+  return audited(
+    database,
+    ctx,
+    { action: 'audit.checkpoint', resourceType: 'audit-checkpoint' },
+    async () => {
+      if (!can(ctx.actor, P['audit.checkpoint'], { areaPath: null }))
+        throw new AppError(Errors.forbidden, {
+          detail: `Signing checkpoints needs city-wide ${P['audit.checkpoint']}`,
+        });
+      return checkpointAll(database, signer);
+    },
+  );
 }

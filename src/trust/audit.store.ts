@@ -80,7 +80,10 @@ export async function hashesBetween(db: Db, from: number, to: number): Promise<s
   return rows.map((r) => r.hash);
 }
 
-export async function findRecord(db: Db, seq: number): Promise<(AuditRow & { area_path: string | null }) | undefined> {
+export async function findRecord(
+  db: Db,
+  seq: number,
+): Promise<(AuditRow & { area_path: string | null }) | undefined> {
   const { rows } = await sql<AuditRow & { area_path: string | null }>`
     select r.*, a.path as area_path from trust.audit_records r left join trust.areas a on a.code = r.area
     where r.seq = ${seq}`.execute(db);
@@ -160,11 +163,15 @@ export async function checkpointCovering(db: Db, seq: number): Promise<Checkpoin
 }
 
 export async function allCheckpoints(db: Db): Promise<CheckpointRow[]> {
-  const { rows } = await sql<CheckpointRow>`select * from trust.audit_checkpoints order by checkpoint`.execute(db);
+  const { rows } =
+    await sql<CheckpointRow>`select * from trust.audit_checkpoints order by checkpoint`.execute(db);
   return rows;
 }
 
-export async function listCheckpoints(db: Db, args: { before?: number; limit: number }): Promise<CheckpointRow[]> {
+export async function listCheckpoints(
+  db: Db,
+  args: { before?: number; limit: number },
+): Promise<CheckpointRow[]> {
   const { rows } = await sql<CheckpointRow>`select * from trust.audit_checkpoints
     where ${args.before === undefined ? sql`true` : sql`checkpoint < ${args.before}`}
     order by checkpoint desc limit ${args.limit}`.execute(db);

@@ -152,7 +152,13 @@ async function actorForApiKey(rt: TrustRuntime, key: string): Promise<Actor> {
     userId: null,
     org: row.org_code,
     grants: [
-      { orgId: row.org_id, orgCode: row.org_code, role: null, permissions: new Set(row.permissions), scope: row.area_path },
+      {
+        orgId: row.org_id,
+        orgCode: row.org_code,
+        role: null,
+        permissions: new Set(row.permissions),
+        scope: row.area_path,
+      },
     ],
   };
 }
@@ -205,13 +211,25 @@ export async function login(
 ): Promise<TokenPair> {
   const wait = rt.limiter.hit(ctx.clientAddress);
   if (wait > 0)
-    throw new AppError(Errors['too-many-requests'], { detail: 'Too many sign-in attempts', retryAfter: wait });
+    throw new AppError(Errors['too-many-requests'], {
+      detail: 'Too many sign-in attempts',
+      retryAfter: wait,
+    });
   const username = input.username.trim().toLowerCase();
   const user = await findUserByUsername(rt.database.db, username);
-  const attempt = { action: 'auth.login', resourceType: 'user', resourceId: user?.id ?? null, area: user?.area_code ?? null };
+  const attempt = {
+    action: 'auth.login',
+    resourceType: 'user',
+    resourceId: user?.id ?? null,
+    area: user?.area_code ?? null,
+  };
   const refuse = async (reason: string) => {
     await rt.database.transact((trx) =>
-      recordAudit(trx, ctx, { ...attempt, outcome: 'denied', details: { username: username.slice(0, 64), reason } }),
+      recordAudit(trx, ctx, {
+        ...attempt,
+        outcome: 'denied',
+        details: { username: username.slice(0, 64), reason },
+      }),
     );
   };
   if (user?.locked_until && user.locked_until.getTime() > Date.now()) {
@@ -231,7 +249,12 @@ export async function login(
         await recordAudit(trx, ctx, {
           ...attempt,
           outcome: 'denied',
-          details: { username, reason: 'bad-password', failures: state.failed_logins, locked: state.locked_until !== null },
+          details: {
+            username,
+            reason: 'bad-password',
+            failures: state.failed_logins,
+            locked: state.locked_until !== null,
+          },
         });
       });
     else await refuse('unknown-user');
@@ -244,10 +267,14 @@ export async function login(
   return rt.database.transact(async (trx) => {
     await recordLoginSuccess(trx, user.id);
     const pair = await issuePair(rt, trx, user, randomUUID());
-    await recordAudit(trx, { ...ctx, actor: { ...ANONYMOUS, kind: 'user', id: user.id, name: user.username } }, {
-      ...attempt,
-      details: { username },
-    });
+    await recordAudit(
+      trx,
+      { ...ctx, actor: { ...ANONYMOUS, kind: 'user', id: user.id, name: user.username } },
+      {
+        ...attempt,
+        details: { username },
+      },
+    );
     return pair;
   });
 }
@@ -261,7 +288,8 @@ export async function refresh(rt: TrustRuntime, ctx: CallContext, refreshToken: 
   type Outcome = { pair: TokenPair } | { error: 'invalid' | 'reused' };
   const outcome = await rt.database.transact(async (trx): Promise<Outcome> => {
     const row = await takeRefreshToken(trx, hash);
-    if (!row || row.revoked_at || row.expires_at.getTime() <= Date.now()) return { error: 'invalid' as const };
+    if (!row || row.revoked_at || row.expires_at.getTime() <= Date.now())
+      return { error: 'invalid' as const };
     if (row.used_at) {
       await revokeRefreshFamily(trx, row.family_id);
       await recordAudit(trx, ctx, {

@@ -49,7 +49,14 @@ export const ANONYMOUS: Actor = {
 };
 
 /** The platform acting on its own behalf (start-up seeding, scheduled checkpoints, the CLI). */
-export const SYSTEM: Actor = { kind: 'system', id: 'system', name: 'system', userId: null, org: null, grants: [] };
+export const SYSTEM: Actor = {
+  kind: 'system',
+  id: 'system',
+  name: 'system',
+  userId: null,
+  org: null,
+  grants: [],
+};
 
 /** Permissions a user always has over resources about themselves. */
 const SELF_PERMISSIONS: ReadonlySet<string> = new Set(['users.read']);
@@ -63,11 +70,7 @@ export function covers(scope: string, path: string | null): boolean {
 /** The one policy: may `actor` exercise `permission` on `resource`? */
 export function can(actor: Actor, permission: string, resource: Scoped): boolean {
   if (actor.kind === 'system') return true;
-  if (
-    actor.userId !== null &&
-    resource.ownerUserId === actor.userId &&
-    SELF_PERMISSIONS.has(permission)
-  )
+  if (actor.userId !== null && resource.ownerUserId === actor.userId && SELF_PERMISSIONS.has(permission))
     return true;
   return actor.grants.some((g) => g.permissions.has(permission) && covers(g.scope, resource.areaPath));
 }

@@ -22,11 +22,20 @@ export async function bootstrapAdmin(
   const ctx = systemContext('bootstrap administrator');
   let org = await findOrgByCode(rt.database.db, PLATFORM_ORG);
   if (!org) {
-    const { rows } = await sql<{ code: string }>`select code from trust.areas where depth = 0 limit 1`.execute(rt.database.db);
+    const { rows } = await sql<{
+      code: string;
+    }>`select code from trust.areas where depth = 0 limit 1`.execute(rt.database.db);
     const root = rows[0];
     if (!root)
-      throw new AppError(Errors.conflict, { detail: 'No areas are loaded yet: load the city areas first (pujiang areas load)' });
-    await createOrg(rt.database, ctx, { code: PLATFORM_ORG, name: '浦江平台运营中心', kind: 'platform', areaCode: root.code });
+      throw new AppError(Errors.conflict, {
+        detail: 'No areas are loaded yet: load the city areas first (pujiang areas load)',
+      });
+    await createOrg(rt.database, ctx, {
+      code: PLATFORM_ORG,
+      name: '浦江平台运营中心',
+      kind: 'platform',
+      areaCode: root.code,
+    });
     org = await findOrgByCode(rt.database.db, PLATFORM_ORG);
   }
   if (!org) throw new Error('platform organisation missing after creation');

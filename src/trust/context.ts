@@ -25,7 +25,8 @@ function purposeOf(request: FastifyRequest): string | null {
   } catch {
     throw new AppError(Errors['bad-request'], { detail: 'X-Purpose is not valid percent-encoded UTF-8' });
   }
-  if ([...text].length > 200) throw new AppError(Errors['bad-request'], { detail: 'X-Purpose is longer than 200 characters' });
+  if (Array.from(text).length > 200)
+    throw new AppError(Errors['bad-request'], { detail: 'X-Purpose is longer than 200 characters' });
   return text;
 }
 
@@ -34,8 +35,11 @@ export function callContext(rt: TrustRuntime, request: FastifyRequest): Promise<
   let ctx = contexts.get(request);
   if (!ctx) {
     ctx = (async () => ({
-      actor: await authenticate(rt, { authorization: header(request, 'authorization'), apiKey: header(request, 'x-api-key') }),
-      requestId: String(request.id),
+      actor: await authenticate(rt, {
+        authorization: header(request, 'authorization'),
+        apiKey: header(request, 'x-api-key'),
+      }),
+      requestId: request.id,
       purpose: purposeOf(request),
     }))();
     contexts.set(request, ctx);

@@ -12,10 +12,18 @@ import { createRemoteJWKSet, decodeJwt, jwtVerify, SignJWT, type JWTPayload } fr
 /** scrypt cost: N=2^15, r=8, p=1 (about 50 ms and 32 MiB per hash on the reference machine). */
 const SCRYPT = { N: 32_768, r: 8, p: 1, keylen: 32 } as const;
 
-function scryptAsync(password: string, salt: Buffer, params: { N: number; r: number; p: number }): Promise<Buffer> {
+function scryptAsync(
+  password: string,
+  salt: Buffer,
+  params: { N: number; r: number; p: number },
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    scrypt(password.normalize('NFC'), salt, SCRYPT.keylen, { ...params, maxmem: 256 * params.N * params.r }, (e, key) =>
-      e ? reject(e) : resolve(key),
+    scrypt(
+      password.normalize('NFC'),
+      salt,
+      SCRYPT.keylen,
+      { ...params, maxmem: 256 * params.N * params.r },
+      (e, key) => (e ? reject(e) : resolve(key)),
     );
   });
 }
@@ -65,10 +73,14 @@ const COMMON_PASSWORDS = new Set([
 ]);
 
 /** Problems with a new password under the policy (empty when acceptable). */
-export function passwordProblems(password: string, options: { minLength: number; username?: string }): string[] {
+export function passwordProblems(
+  password: string,
+  options: { minLength: number; username?: string },
+): string[] {
   const problems: string[] = [];
-  if ([...password].length < options.minLength) problems.push(`at least ${options.minLength} characters`);
-  if ([...password].length > 256) problems.push('at most 256 characters');
+  if (Array.from(password).length < options.minLength)
+    problems.push(`at least ${options.minLength} characters`);
+  if (Array.from(password).length > 256) problems.push('at most 256 characters');
   const classes = [/[a-z]/, /[A-Z]/, /[0-9]/, /[^A-Za-z0-9]/].filter((re) => re.test(password)).length;
   if (classes < 3) problems.push('at least three of: lower-case, upper-case, digits, symbols');
   if (COMMON_PASSWORDS.has(password.toLowerCase())) problems.push('not a commonly used password');
@@ -198,7 +210,10 @@ export function createOidcVerifier(args: {
   audience: string;
   usernameClaim: string;
 }): OidcVerifier {
-  const jwks = createRemoteJWKSet(new URL(args.jwksUrl), { timeoutDuration: 5_000, cooldownDuration: 30_000 });
+  const jwks = createRemoteJWKSet(new URL(args.jwksUrl), {
+    timeoutDuration: 5_000,
+    cooldownDuration: 30_000,
+  });
   return {
     issuer: args.issuer,
     async verify(token) {
@@ -214,7 +229,10 @@ export function createOidcVerifier(args: {
         return null;
       }
       const username = payload[args.usernameClaim];
-      return { subject: `${args.issuer}#${payload.sub ?? ''}`, username: typeof username === 'string' ? username : null };
+      return {
+        subject: `${args.issuer}#${payload.sub ?? ''}`,
+        username: typeof username === 'string' ? username : null,
+      };
     },
   };
 }

@@ -53,17 +53,38 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
   // --- auth ---
   app.post(
     '/api/v1/auth/login',
-    { schema: { tags: ['auth'], summary: 'Sign in with username and password', body: LoginRequest, response: { 200: TokenPair } } },
-    async (request) => login(rt, { ...(await callContext(rt, request)), clientAddress: clientAddress(request) }, request.body),
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Sign in with username and password',
+        body: LoginRequest,
+        response: { 200: TokenPair },
+      },
+    },
+    async (request) =>
+      login(rt, { ...(await callContext(rt, request)), clientAddress: clientAddress(request) }, request.body),
   );
   app.post(
     '/api/v1/auth/refresh',
-    { schema: { tags: ['auth'], summary: 'Exchange a refresh token for a new token pair', body: RefreshRequest, response: { 200: TokenPair } } },
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Exchange a refresh token for a new token pair',
+        body: RefreshRequest,
+        response: { 200: TokenPair },
+      },
+    },
     async (request) => refresh(rt, await callContext(rt, request), request.body.refreshToken),
   );
   app.post(
     '/api/v1/auth/logout',
-    { schema: { tags: ['auth'], summary: 'Revoke the sign-in a refresh token belongs to', body: RefreshRequest } },
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Revoke the sign-in a refresh token belongs to',
+        body: RefreshRequest,
+      },
+    },
     async (request, reply) => {
       await logout(rt, await callContext(rt, request), request.body.refreshToken);
       return reply.code(204).send();
@@ -71,12 +92,26 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
   );
   app.get(
     '/api/v1/auth/me',
-    { schema: { tags: ['auth'], summary: 'The caller and their grants', security: secured, response: { 200: Me } } },
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'The caller and their grants',
+        security: secured,
+        response: { 200: Me },
+      },
+    },
     async (request) => whoAmI(rt, await callContext(rt, request)),
   );
   app.post(
     '/api/v1/auth/password',
-    { schema: { tags: ['auth'], summary: "Change the caller's password", security: secured, body: PasswordChange } },
+    {
+      schema: {
+        tags: ['auth'],
+        summary: "Change the caller's password",
+        security: secured,
+        body: PasswordChange,
+      },
+    },
     async (request, reply) => {
       await changeOwnPassword(rt, await callContext(rt, request), request.body);
       return reply.code(204).send();
@@ -86,50 +121,130 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
   // --- organisations ---
   app.get(
     '/api/v1/orgs',
-    { schema: { tags: ['admin'], summary: "Organisations in the caller's jurisdiction", security: secured, querystring: OrgQuery, response: { 200: Type.Array(Organisation) } } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "Organisations in the caller's jurisdiction",
+        security: secured,
+        querystring: OrgQuery,
+        response: { 200: Type.Array(Organisation) },
+      },
+    },
     async (request) => listOrganisations(database, await callContext(rt, request), request.query),
   );
   app.post(
     '/api/v1/orgs',
-    { schema: { tags: ['admin'], summary: 'Create an organisation', security: secured, body: OrgCreate, response: { 201: Organisation } } },
-    async (request, reply) => reply.code(201).send(await createOrg(database, await callContext(rt, request), request.body)),
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Create an organisation',
+        security: secured,
+        body: OrgCreate,
+        response: { 201: Organisation },
+      },
+    },
+    async (request, reply) =>
+      reply.code(201).send(await createOrg(database, await callContext(rt, request), request.body)),
   );
   app.get(
     '/api/v1/orgs/:id',
-    { schema: { tags: ['admin'], summary: 'One organisation', security: secured, params: IdParams, response: { 200: Organisation } } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'One organisation',
+        security: secured,
+        params: IdParams,
+        response: { 200: Organisation },
+      },
+    },
     async (request) => getOrg(database, await callContext(rt, request), request.params.id),
   );
   app.patch(
     '/api/v1/orgs/:id',
-    { schema: { tags: ['admin'], summary: 'Change an organisation', security: secured, params: IdParams, body: OrgPatch, response: { 200: Organisation } } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Change an organisation',
+        security: secured,
+        params: IdParams,
+        body: OrgPatch,
+        response: { 200: Organisation },
+      },
+    },
     async (request) => patchOrg(database, await callContext(rt, request), request.params.id, request.body),
   );
 
   // --- users and memberships ---
   app.get(
     '/api/v1/users',
-    { schema: { tags: ['admin'], summary: "Users in the caller's jurisdiction (audited)", security: secured, querystring: UserQuery, response: { 200: Type.Array(User) } } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "Users in the caller's jurisdiction (audited)",
+        security: secured,
+        querystring: UserQuery,
+        response: { 200: Type.Array(User) },
+      },
+    },
     async (request) => listUsersFor(rt, await callContext(rt, request), request.query),
   );
   app.post(
     '/api/v1/users',
-    { schema: { tags: ['admin'], summary: 'Create a user', security: secured, body: UserCreate, response: { 201: User } } },
-    async (request, reply) => reply.code(201).send(await createUser(rt, await callContext(rt, request), request.body)),
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Create a user',
+        security: secured,
+        body: UserCreate,
+        response: { 201: User },
+      },
+    },
+    async (request, reply) =>
+      reply.code(201).send(await createUser(rt, await callContext(rt, request), request.body)),
   );
   app.get(
     '/api/v1/users/:id',
-    { schema: { tags: ['admin'], summary: 'One user with memberships (a personal-data read: audited; send X-Purpose)', security: secured, params: IdParams, response: { 200: User } } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'One user with memberships (a personal-data read: audited; send X-Purpose)',
+        security: secured,
+        params: IdParams,
+        response: { 200: User },
+      },
+    },
     async (request) => getUser(rt, await callContext(rt, request), request.params.id),
   );
   app.patch(
     '/api/v1/users/:id',
-    { schema: { tags: ['admin'], summary: 'Change a user (disable, reset password, move)', security: secured, params: IdParams, body: UserPatch, response: { 200: User } } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Change a user (disable, reset password, move)',
+        security: secured,
+        params: IdParams,
+        body: UserPatch,
+        response: { 200: User },
+      },
+    },
     async (request) => patchUser(rt, await callContext(rt, request), request.params.id, request.body),
   );
   app.post(
     '/api/v1/users/:id/memberships',
-    { schema: { tags: ['admin'], summary: 'Grant a user a role in an organisation', security: secured, params: IdParams, body: MembershipCreate, response: { 201: User } } },
-    async (request, reply) => reply.code(201).send(await addMembership(rt, await callContext(rt, request), request.params.id, request.body)),
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Grant a user a role in an organisation',
+        security: secured,
+        params: IdParams,
+        body: MembershipCreate,
+        response: { 201: User },
+      },
+    },
+    async (request, reply) =>
+      reply
+        .code(201)
+        .send(await addMembership(rt, await callContext(rt, request), request.params.id, request.body)),
   );
   app.delete(
     '/api/v1/memberships/:id',
@@ -143,30 +258,75 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
   // --- roles ---
   app.get(
     '/api/v1/roles',
-    { schema: { tags: ['admin'], summary: 'Roles and their permissions', security: secured, response: { 200: Type.Array(Role) } } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Roles and their permissions',
+        security: secured,
+        response: { 200: Type.Array(Role) },
+      },
+    },
     async (request) => listRolesFor(rt, await callContext(rt, request)),
   );
   app.post(
     '/api/v1/roles',
-    { schema: { tags: ['admin'], summary: 'Create a custom role', security: secured, body: RoleCreate, response: { 201: Role } } },
-    async (request, reply) => reply.code(201).send(await createRole(rt, await callContext(rt, request), request.body)),
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Create a custom role',
+        security: secured,
+        body: RoleCreate,
+        response: { 201: Role },
+      },
+    },
+    async (request, reply) =>
+      reply.code(201).send(await createRole(rt, await callContext(rt, request), request.body)),
   );
   app.patch(
     '/api/v1/roles/:code',
-    { schema: { tags: ['admin'], summary: 'Change a custom role', security: secured, params: Type.Object({ code: Type.String({ pattern: '^[a-z][a-z0-9-]{1,62}$' }) }), body: RolePatch, response: { 200: Role } } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Change a custom role',
+        security: secured,
+        params: Type.Object({ code: Type.String({ pattern: '^[a-z][a-z0-9-]{1,62}$' }) }),
+        body: RolePatch,
+        response: { 200: Role },
+      },
+    },
     async (request) => patchRole(rt, await callContext(rt, request), request.params.code, request.body),
   );
 
   // --- API keys ---
   app.get(
     '/api/v1/api-keys',
-    { schema: { tags: ['admin'], summary: "API keys of organisations in the caller's jurisdiction", security: secured, querystring: Type.Object({ orgId: Type.Optional(Type.String({ format: 'uuid' })), ...Paging }, { additionalProperties: false }), response: { 200: Type.Array(ApiKey) } } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "API keys of organisations in the caller's jurisdiction",
+        security: secured,
+        querystring: Type.Object(
+          { orgId: Type.Optional(Type.String({ format: 'uuid' })), ...Paging },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Array(ApiKey) },
+      },
+    },
     async (request) => listApiKeysFor(rt, await callContext(rt, request), request.query),
   );
   app.post(
     '/api/v1/api-keys',
-    { schema: { tags: ['admin'], summary: 'Issue an API key (the secret is shown once)', security: secured, body: ApiKeyCreate, response: { 201: ApiKeyIssued } } },
-    async (request, reply) => reply.code(201).send(await issueApiKey(rt, await callContext(rt, request), request.body)),
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Issue an API key (the secret is shown once)',
+        security: secured,
+        body: ApiKeyCreate,
+        response: { 201: ApiKeyIssued },
+      },
+    },
+    async (request, reply) =>
+      reply.code(201).send(await issueApiKey(rt, await callContext(rt, request), request.body)),
   );
   app.delete(
     '/api/v1/api-keys/:id',

@@ -130,9 +130,12 @@ export const UserCreate = Type.Object(
     residentId: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
     externalSubject: Type.Optional(Type.String({ minLength: 1, maxLength: 300 })),
     memberships: Type.Optional(
-      Type.Array(Type.Object({ orgId: Uuid, role: Type.String({ maxLength: 64 }) }, { additionalProperties: false }), {
-        maxItems: 50,
-      }),
+      Type.Array(
+        Type.Object({ orgId: Uuid, role: Type.String({ maxLength: 64 }) }, { additionalProperties: false }),
+        {
+          maxItems: 50,
+        },
+      ),
     ),
   },
   { additionalProperties: false },
@@ -194,7 +197,9 @@ export const RolePatch = Type.Object(
   {
     nameZh: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
     nameEn: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
-    permissions: Type.Optional(Type.Array(Type.String({ maxLength: 100 }), { maxItems: 200, uniqueItems: true })),
+    permissions: Type.Optional(
+      Type.Array(Type.String({ maxLength: 100 }), { maxItems: 200, uniqueItems: true }),
+    ),
   },
   { additionalProperties: false, minProperties: 1 },
 );
@@ -217,7 +222,11 @@ export const ApiKeyCreate = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 100 }),
     orgId: Uuid,
-    permissions: Type.Array(Type.String({ maxLength: 100 }), { minItems: 1, maxItems: 200, uniqueItems: true }),
+    permissions: Type.Array(Type.String({ maxLength: 100 }), {
+      minItems: 1,
+      maxItems: 200,
+      uniqueItems: true,
+    }),
     expiresAt: Type.Optional(Timestamp),
   },
   { additionalProperties: false },

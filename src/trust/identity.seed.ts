@@ -17,7 +17,15 @@ import {
 import { recordAudit } from './audit.service.ts';
 import { systemContext } from './authz.ts';
 import { hashPassword, residentIdHash, type TrustKeys } from './credentials.ts';
-import { countDemoUsers, findOrgByCode, insertMembership, insertOrg, insertUser, upsertRole, type OrgInsert } from './identity.store.ts';
+import {
+  countDemoUsers,
+  findOrgByCode,
+  insertMembership,
+  insertOrg,
+  insertUser,
+  upsertRole,
+  type OrgInsert,
+} from './identity.store.ts';
 import { SYSTEM_ROLES } from './permissions.ts';
 
 /** The password of every demo account (demo mode only; documented in the README). */
@@ -29,7 +37,13 @@ export async function syncSystemRoles(database: Database): Promise<number> {
     const changed: string[] = [];
     for (const r of SYSTEM_ROLES)
       if (
-        await upsertRole(trx, { code: r.code, name_zh: r.zh, name_en: r.en, permissions: [...r.permissions].sort(), system: true })
+        await upsertRole(trx, {
+          code: r.code,
+          name_zh: r.zh,
+          name_en: r.en,
+          permissions: [...r.permissions].sort(),
+          system: true,
+        })
       )
         changed.push(r.code);
     if (changed.length > 0)
@@ -89,9 +103,24 @@ const DEPARTMENTS = [
 ] as const;
 
 const ENTERPRISES = [
-  { code: 'ent-baoshan-property', name: '上海宝杨物业管理有限公司（模拟）', district: '310113', body: 'MA1B2C3D' },
-  { code: 'ent-pudong-sensors', name: '上海浦江感知科技有限公司（模拟）', district: '310115', body: 'MA1E4F5G' },
-  { code: 'ent-huangpu-water', name: '上海外滩供水服务有限公司（模拟）', district: '310101', body: 'MA1H6J7K' },
+  {
+    code: 'ent-baoshan-property',
+    name: '上海宝杨物业管理有限公司（模拟）',
+    district: '310113',
+    body: 'MA1B2C3D',
+  },
+  {
+    code: 'ent-pudong-sensors',
+    name: '上海浦江感知科技有限公司（模拟）',
+    district: '310115',
+    body: 'MA1E4F5G',
+  },
+  {
+    code: 'ent-huangpu-water',
+    name: '上海外滩供水服务有限公司（模拟）',
+    district: '310101',
+    body: 'MA1H6J7K',
+  },
 ];
 
 /** A valid (synthetic) unified social credit code: 9 (工商) 1 (企业), district, organisation code. */
@@ -118,8 +147,12 @@ export async function seedDemoIdentity(
   // One hash for all demo accounts: they share one published password anyway.
   const passwordHash = await hashPassword(DEMO_PASSWORD);
   const ref = referenceData();
-  const districts = [...ref.divisions.values()].filter((d) => d.level === 'county' && d.code.startsWith('31'));
-  const streets = [...ref.divisions.values()].filter((d) => d.level === 'township' && d.code.startsWith('31'));
+  const districts = [...ref.divisions.values()].filter(
+    (d) => d.level === 'county' && d.code.startsWith('31'),
+  );
+  const streets = [...ref.divisions.values()].filter(
+    (d) => d.level === 'township' && d.code.startsWith('31'),
+  );
   const orgs: OrgInsert[] = [];
   const byCode = new Map<string, string>();
   const add = (o: Omit<OrgInsert, 'id' | 'demo' | 'services' | 'creditCode'> & { creditCode?: string }) => {
@@ -129,10 +162,34 @@ export async function seedDemoIdentity(
     return id;
   };
   const incidents = categoriesOf('event', ['04']);
-  const platform = add({ code: 'pujiang-platform', name: '浦江平台运营中心', kind: 'platform', level: 'city', areaCode: '310000', parentId: null, categories: [] });
-  const cityOps = add({ code: 'city-ops', name: '上海市城市运行管理中心', kind: 'operations-centre', level: 'city', areaCode: '310000', parentId: null, categories: incidents });
+  const platform = add({
+    code: 'pujiang-platform',
+    name: '浦江平台运营中心',
+    kind: 'platform',
+    level: 'city',
+    areaCode: '310000',
+    parentId: null,
+    categories: [],
+  });
+  const cityOps = add({
+    code: 'city-ops',
+    name: '上海市城市运行管理中心',
+    kind: 'operations-centre',
+    level: 'city',
+    areaCode: '310000',
+    parentId: null,
+    categories: incidents,
+  });
   for (const d of DEPARTMENTS)
-    add({ code: `city-${d.key}`, name: d.city, kind: 'department', level: 'city', areaCode: '310000', parentId: null, categories: d.categories() });
+    add({
+      code: `city-${d.key}`,
+      name: d.city,
+      kind: 'department',
+      level: 'city',
+      areaCode: '310000',
+      parentId: null,
+      categories: d.categories(),
+    });
   for (const district of districts) {
     const ops = add({
       code: `district-${district.code}-ops`,
@@ -165,7 +222,16 @@ export async function seedDemoIdentity(
       });
   }
   for (const e of ENTERPRISES)
-    add({ code: e.code, name: e.name, kind: 'enterprise', level: null, areaCode: e.district, parentId: null, categories: [], creditCode: syntheticCreditCode(e.district, e.body) });
+    add({
+      code: e.code,
+      name: e.name,
+      kind: 'enterprise',
+      level: null,
+      areaCode: e.district,
+      parentId: null,
+      categories: [],
+      creditCode: syntheticCreditCode(e.district, e.body),
+    });
 
   const org = (code: string) => {
     const id = byCode.get(code);
@@ -175,19 +241,98 @@ export async function seedDemoIdentity(
   const youyi = '310113003'; // 友谊路街道, 宝山区
   const citizenId = syntheticResidentId('310113', '19880512', '002');
   const users = [
-    { username: 'admin', name: '平台管理员', kind: 'staff', area: '310000', grants: [[platform, 'platform-admin']] },
-    { username: 'city-auditor', name: '市级审计员', kind: 'staff', area: '310000', grants: [[platform, 'auditor']] },
-    { username: 'city-ops', name: '市城运中心值班员', kind: 'staff', area: '310000', grants: [[cityOps, 'ops-operator']] },
-    { username: 'city-cgj', name: '市城管执法局工作人员', kind: 'staff', area: '310000', grants: [[org('city-cgj'), 'department-staff']] },
-    { username: 'baoshan-admin', name: '宝山区城运中心管理员', kind: 'staff', area: '310113', grants: [[org('district-310113-ops'), 'org-admin']] },
-    { username: 'baoshan-ops', name: '宝山区城运中心值班员', kind: 'staff', area: '310113', grants: [[org('district-310113-ops'), 'ops-operator']] },
-    { username: 'baoshan-cgj', name: '宝山区城管执法局工作人员', kind: 'staff', area: '310113', grants: [[org('district-310113-cgj'), 'department-staff']] },
-    { username: 'baoshan-auditor', name: '宝山区审计员', kind: 'staff', area: '310113', grants: [[org('district-310113-ops'), 'auditor']] },
-    { username: 'youyi-admin', name: '友谊路街道城运中心管理员', kind: 'staff', area: youyi, grants: [[org(`street-${youyi}-ops`), 'org-admin']] },
-    { username: 'youyi-ops', name: '友谊路街道城运中心值班员', kind: 'staff', area: youyi, grants: [[org(`street-${youyi}-ops`), 'ops-operator']] },
-    { username: 'inspector-youyi', name: '友谊路街道网格员', kind: 'inspector', area: youyi, grants: [[org(`street-${youyi}-ops`), 'grid-inspector']] },
-    { username: 'enterprise-user', name: '宝杨物业联系人', kind: 'enterprise', area: '310113', grants: [[org('ent-baoshan-property'), 'enterprise-user']] },
-    { username: 'citizen', name: '张市民（模拟）', kind: 'citizen', area: youyi, grants: [], residentId: citizenId },
+    {
+      username: 'admin',
+      name: '平台管理员',
+      kind: 'staff',
+      area: '310000',
+      grants: [[platform, 'platform-admin']],
+    },
+    {
+      username: 'city-auditor',
+      name: '市级审计员',
+      kind: 'staff',
+      area: '310000',
+      grants: [[platform, 'auditor']],
+    },
+    {
+      username: 'city-ops',
+      name: '市城运中心值班员',
+      kind: 'staff',
+      area: '310000',
+      grants: [[cityOps, 'ops-operator']],
+    },
+    {
+      username: 'city-cgj',
+      name: '市城管执法局工作人员',
+      kind: 'staff',
+      area: '310000',
+      grants: [[org('city-cgj'), 'department-staff']],
+    },
+    {
+      username: 'baoshan-admin',
+      name: '宝山区城运中心管理员',
+      kind: 'staff',
+      area: '310113',
+      grants: [[org('district-310113-ops'), 'org-admin']],
+    },
+    {
+      username: 'baoshan-ops',
+      name: '宝山区城运中心值班员',
+      kind: 'staff',
+      area: '310113',
+      grants: [[org('district-310113-ops'), 'ops-operator']],
+    },
+    {
+      username: 'baoshan-cgj',
+      name: '宝山区城管执法局工作人员',
+      kind: 'staff',
+      area: '310113',
+      grants: [[org('district-310113-cgj'), 'department-staff']],
+    },
+    {
+      username: 'baoshan-auditor',
+      name: '宝山区审计员',
+      kind: 'staff',
+      area: '310113',
+      grants: [[org('district-310113-ops'), 'auditor']],
+    },
+    {
+      username: 'youyi-admin',
+      name: '友谊路街道城运中心管理员',
+      kind: 'staff',
+      area: youyi,
+      grants: [[org(`street-${youyi}-ops`), 'org-admin']],
+    },
+    {
+      username: 'youyi-ops',
+      name: '友谊路街道城运中心值班员',
+      kind: 'staff',
+      area: youyi,
+      grants: [[org(`street-${youyi}-ops`), 'ops-operator']],
+    },
+    {
+      username: 'inspector-youyi',
+      name: '友谊路街道网格员',
+      kind: 'inspector',
+      area: youyi,
+      grants: [[org(`street-${youyi}-ops`), 'grid-inspector']],
+    },
+    {
+      username: 'enterprise-user',
+      name: '宝杨物业联系人',
+      kind: 'enterprise',
+      area: '310113',
+      grants: [[org('ent-baoshan-property'), 'enterprise-user']],
+    },
+    {
+      username: 'citizen',
+      name: '张市民（模拟）',
+      kind: 'citizen',
+      area: youyi,
+      grants: [],
+      residentId: citizenId,
+    },
   ] as const;
 
   return database.transact(async (trx) => {
@@ -207,14 +352,18 @@ export async function seedDemoIdentity(
         externalSubject: null,
         demo: true,
       });
-      for (const [orgId, role] of u.grants) await insertMembership(trx, { id: randomUUID(), userId: id, orgId, role });
+      for (const [orgId, role] of u.grants)
+        await insertMembership(trx, { id: randomUUID(), userId: id, orgId, role });
     }
     await recordAudit(trx, systemContext('demo seed'), {
       action: 'demo.seed',
       resourceType: 'organisation',
       details: { organisations: orgs.length, users: users.map((u) => u.username) },
     });
-    options.logger.info({ organisations: orgs.length, users: users.length }, 'demo organisations and accounts seeded');
+    options.logger.info(
+      { organisations: orgs.length, users: users.length },
+      'demo organisations and accounts seeded',
+    );
     return orgs.length;
   });
 }

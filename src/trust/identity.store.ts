@@ -92,7 +92,13 @@ export async function insertOrg(db: Db, o: OrgInsert): Promise<void> {
 export async function updateOrg(
   db: Db,
   id: string,
-  patch: { name?: string; categories?: string[]; services?: string[]; status?: string; parentId?: string | null },
+  patch: {
+    name?: string;
+    categories?: string[];
+    services?: string[];
+    status?: string;
+    parentId?: string | null;
+  },
 ): Promise<void> {
   const sets: RawBuilder<unknown>[] = [sql`updated_at = now()`];
   if (patch.name !== undefined) sets.push(sql`name = ${patch.name}`);
@@ -145,7 +151,9 @@ export async function upsertRole(db: Db, r: RoleRow): Promise<boolean> {
     on conflict (code) do update set name_zh = excluded.name_zh, name_en = excluded.name_en,
       permissions = excluded.permissions, system = excluded.system, updated_at = now()
     where (trust.roles.name_zh, trust.roles.name_en, trust.roles.permissions, trust.roles.system)
-      is distinct from (excluded.name_zh, excluded.name_en, excluded.permissions, excluded.system)`.execute(db);
+      is distinct from (excluded.name_zh, excluded.name_en, excluded.permissions, excluded.system)`.execute(
+    db,
+  );
   return Number(result.numAffectedRows ?? 0n) > 0;
 }
 
@@ -206,9 +214,13 @@ export async function listUsers(db: Db, filter: UserFilter, scope: RawBuilder<bo
   if (filter.status !== undefined) where.push(sql`u.status = ${filter.status}`);
   if (filter.areaPath !== undefined) where.push(within(sql`a.path`, filter.areaPath));
   if (filter.orgId !== undefined)
-    where.push(sql`exists (select 1 from trust.memberships m where m.user_id = u.id and m.org_id = ${filter.orgId})`);
+    where.push(
+      sql`exists (select 1 from trust.memberships m where m.user_id = u.id and m.org_id = ${filter.orgId})`,
+    );
   if (filter.role !== undefined)
-    where.push(sql`exists (select 1 from trust.memberships m where m.user_id = u.id and m.role_code = ${filter.role})`);
+    where.push(
+      sql`exists (select 1 from trust.memberships m where m.user_id = u.id and m.role_code = ${filter.role})`,
+    );
   if (filter.q !== undefined) {
     const like = `%${escapeLike(filter.q)}%`;
     where.push(sql`(u.username like ${like} or u.display_name like ${like})`);
@@ -243,7 +255,11 @@ export async function userExistsWith(
   db: Db,
   args: { username?: string; residentIdHash?: string | null; externalSubject?: string | null },
 ): Promise<'username' | 'resident-id' | 'external-subject' | null> {
-  const { rows } = await sql<{ username: string; resident_id_hash: string | null; external_subject: string | null }>`
+  const { rows } = await sql<{
+    username: string;
+    resident_id_hash: string | null;
+    external_subject: string | null;
+  }>`
     select username, resident_id_hash, external_subject from trust.users
     where username = ${args.username ?? null} or resident_id_hash = ${args.residentIdHash ?? null}
        or external_subject = ${args.externalSubject ?? null} limit 1`.execute(db);
@@ -272,7 +288,9 @@ export async function updateUser(
   if (patch.areaCode !== undefined) sets.push(sql`area_code = ${patch.areaCode}`);
   if (patch.externalSubject !== undefined) sets.push(sql`external_subject = ${patch.externalSubject}`);
   if (patch.passwordHash !== undefined)
-    sets.push(sql`password_hash = ${patch.passwordHash}, password_changed_at = now(), failed_logins = 0, locked_until = null`);
+    sets.push(
+      sql`password_hash = ${patch.passwordHash}, password_changed_at = now(), failed_logins = 0, locked_until = null`,
+    );
   if (patch.bumpTokenVersion) sets.push(sql`token_version = token_version + 1`);
   await sql`update trust.users set ${sql.join(sets)} where id = ${id}`.execute(db);
 }
@@ -340,7 +358,9 @@ export async function insertMembership(
   m: { id: string; userId: string; orgId: string; role: string },
 ): Promise<boolean> {
   const result = await sql`insert into trust.memberships (id, user_id, org_id, role_code)
-    values (${m.id}, ${m.userId}, ${m.orgId}, ${m.role}) on conflict (user_id, org_id, role_code) do nothing`.execute(db);
+    values (${m.id}, ${m.userId}, ${m.orgId}, ${m.role}) on conflict (user_id, org_id, role_code) do nothing`.execute(
+    db,
+  );
   return Number(result.numAffectedRows ?? 0n) > 0;
 }
 
@@ -364,7 +384,9 @@ export async function insertRefreshToken(
   t: { id: string; familyId: string; userId: string; hash: string; ttlSeconds: number },
 ): Promise<void> {
   await sql`insert into trust.refresh_tokens (id, family_id, user_id, token_hash, expires_at)
-    values (${t.id}, ${t.familyId}, ${t.userId}, ${t.hash}, now() + make_interval(secs => ${t.ttlSeconds}))`.execute(db);
+    values (${t.id}, ${t.familyId}, ${t.userId}, ${t.hash}, now() + make_interval(secs => ${t.ttlSeconds}))`.execute(
+    db,
+  );
 }
 
 /** The token with this hash, locked for the rest of the transaction (rotation is single-use). */

@@ -1,11 +1,19 @@
 /**
- * The trust module's public surface (数字信任). So far: areas, the jurisdiction hierarchy.
- * Organisations, identity, authorization and audit follow (see docs/architecture.md).
+ * The trust module's public surface (数字信任): areas (jurisdictions), organisations, identity,
+ * authorization decided in one place, and the verifiable audit trail. Later modules import from
+ * here only: `callContext` for a request's actor, `authorize`/`can`/`jurisdictionFilter` for
+ * decisions, `recordAudit` in the transaction of every change.
  */
 import { fileURLToPath } from 'node:url';
-import type { PlatformModule } from '../kernel/index.ts';
+import type { Config, Database, PlatformModule } from '../kernel/index.ts';
 import { registerAreaRoutes } from './areas.routes.ts';
 import { seedShanghaiAreas } from './areas.service.ts';
+import { registerAuditRoutes } from './audit.routes.ts';
+import { loadSigner, registerSigner, startCheckpointer } from './audit.service.ts';
+import { RateLimiter, type TrustRuntime } from './auth.service.ts';
+import { createOidcVerifier, deriveKeys } from './credentials.ts';
+import { registerIdentityRoutes } from './identity.routes.ts';
+import { assertNoDemoAccounts, seedDemoIdentity, syncSystemRoles } from './identity.seed.ts';
 
 export {
   seedShanghaiAreas,
@@ -14,17 +22,86 @@ export {
   childrenOf,
   descendantCounts,
   locate,
+  invalidateAreaIndex,
 } from './areas.service.ts';
 export type { Area, AreaLevel, LocatedArea } from './areas.schema.ts';
 export { AREA_LEVELS } from './areas.schema.ts';
+export {
+  authorize,
+  can,
+  covers,
+  jurisdictionFilter,
+  requireSignedIn,
+  scopesFor,
+  systemContext,
+  ANONYMOUS,
+  SYSTEM,
+} from './authz.ts';
+export type { Actor, CallContext, Grant, Scoped } from './authz.ts';
+export { callContext } from './context.ts';
+export {
+  definePermissions,
+  permissionCatalogue,
+  P as TrustPermissions,
+  SYSTEM_ROLES,
+} from './permissions.ts';
+export {
+  recordAudit,
+  recordRefusal,
+  audited,
+  verifyAuditTrail,
+  createCheckpoint,
+  checkpointAll,
+  loadSigner,
+  rotateSigningKey,
+  registerSigner,
+  publishedKeys,
+} from './audit.service.ts';
+export type { AuditEntry, AuditSigner, VerifyReport, SignedCheckpoint } from './audit.service.ts';
+export { verifyProofDocument, parsePublicKey } from './audit.crypto.ts';
+export type { InclusionProofDocument } from './audit.crypto.ts';
+export { DEMO_PASSWORD, syntheticCreditCode, syntheticResidentId, syncSystemRoles } from './identity.seed.ts';
+export { bootstrapAdmin } from './bootstrap.ts';
+export type { TrustRuntime } from './auth.service.ts';
 
+/** The services' shared runtime: keys derived from the secret, the OIDC verifier, the limiter. */
+export function createTrustRuntime(config: Config, database: Database): TrustRuntime {
+  return {
+    database,
+    config,
+    keys: deriveKeys(config.secret),
+    oidc: config.oidc ? createOidcVerifier(config.oidc) : undefined,
+    limiter: new RateLimiter({ limit: config.loginRatePerMinute, windowMs: 60_000 }),
+  };
+}
+
+/** The trust module: migrations, system roles, demo identity, the checkpoint signer, routes. */
 export const trustModule: PlatformModule = {
   name: 'trust',
   migrationsDir: fileURLToPath(new URL('./migrations/', import.meta.url)),
   async start(app, { config, database, logger }) {
-    // The demo city: Shanghai's real districts and streets, with generated committees and grids.
-    // A production deployment loads its own areas (admin API, next step of this module).
-    if (config.mode === 'demo') await seedShanghaiAreas(database, { logger });
+    const runtime = createTrustRuntime(config, database);
+    const { keys } = runtime;
+    await syncSystemRoles(database);
+    if (config.mode === 'demo') {
+      // The demo city: Shanghai's real districts and streets with generated committees and grids,
+      // its operations centres and departments, and an account for every role.
+      await seedShanghaiAreas(database, { logger });
+      await seedDemoIdentity(database, { keys, logger });
+    } else await assertNoDemoAccounts(database);
+    const signer = loadSigner(config.auditKeyFile);
+    await registerSigner(database, signer);
+    logger.info({ keyId: signer.keyId, file: signer.path ?? '(in memory)' }, 'audit signing key ready');
+    const checkpointer = startCheckpointer({
+      database,
+      signer,
+      logger,
+      intervalMs: config.auditCheckpointIntervalMs,
+      pendingLimit: config.auditCheckpointPending,
+    });
     registerAreaRoutes(app, database);
+    registerIdentityRoutes(app, runtime);
+    registerAuditRoutes(app, runtime, signer);
+    return checkpointer;
   },
 };

@@ -6,7 +6,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { AppError, assertValid, checkResidentId, Errors, maskResidentId, type Database } from '../kernel/index.ts';
+import {
+  AppError,
+  assertValid,
+  checkResidentId,
+  Errors,
+  maskResidentId,
+  type Database,
+} from '../kernel/index.ts';
 import { audited, recordAudit } from './audit.service.ts';
 import type { TrustRuntime } from './auth.service.ts';
 import {
@@ -134,7 +141,12 @@ function assertCanGrant(actor: Actor, wanted: readonly string[], path: string | 
 }
 
 /** A user the caller may see with `permission` (their own record always for reading); 404 otherwise. */
-async function visibleUser(database: Database, ctx: CallContext, id: string, permission: string): Promise<UserRow> {
+async function visibleUser(
+  database: Database,
+  ctx: CallContext,
+  id: string,
+  permission: string,
+): Promise<UserRow> {
   const row = await findUser(database.db, id);
   authorize(
     ctx.actor,
@@ -156,7 +168,12 @@ export async function getUser(rt: TrustRuntime, ctx: CallContext, id: string): P
     const user = await visibleUser(database, ctx, id, P['users.read']);
     return database.transact(async (trx) => {
       const memberships = await membershipsOf(trx, id);
-      await recordAudit(trx, ctx, { action: 'user.read', resourceType: 'user', resourceId: id, area: user.area_code });
+      await recordAudit(trx, ctx, {
+        action: 'user.read',
+        resourceType: 'user',
+        resourceId: id,
+        area: user.area_code,
+      });
       return presentUser(user, memberships);
     });
   });
@@ -197,53 +214,71 @@ export async function createUser(rt: TrustRuntime, ctx: CallContext, input: User
   requireSignedIn(ctx.actor);
   const area = await requireArea(database, input.areaCode);
   const username = input.username.toLowerCase();
-  return audited(database, ctx, { action: 'user.create', resourceType: 'user', area: area.code, details: { username } }, async () => {
-    if (!can(ctx.actor, P['users.manage'], { areaPath: area.path }))
-      throw new AppError(Errors.forbidden, { detail: `Area ${area.code} is outside your jurisdiction for ${P['users.manage']}` });
-    let resident: { hash: string; masked: string } | null = null;
-    if (input.residentId !== undefined) {
-      const id = assertValid(checkResidentId(input.residentId), Errors['invalid-resident-id']);
-      resident = { hash: residentIdHash(rt.keys, id.id), masked: maskResidentId(id.id) };
-    }
-    if (input.password !== undefined) assertPasswordPolicy(rt, input.password, username);
-    const memberships = await resolveMemberships(database, ctx, input.memberships ?? []);
-    const taken = await userExistsWith(database.db, {
-      username,
-      residentIdHash: resident?.hash ?? null,
-      externalSubject: input.externalSubject ?? null,
-    });
-    if (taken) throw new AppError(TrustErrors['duplicate-user'], { detail: `A user with this ${taken} already exists` });
-    const passwordHash = input.password === undefined ? null : await hashPassword(input.password);
-    const id = randomUUID();
-    try {
-      await database.transact(async (trx) => {
-        await insertUser(trx, {
-          id,
-          username,
-          displayName: input.displayName,
-          kind: input.kind,
-          areaCode: area.code,
-          passwordHash,
-          residentIdHash: resident?.hash ?? null,
-          residentIdMasked: resident?.masked ?? null,
-          externalSubject: input.externalSubject ?? null,
-          demo: false,
+  return audited(
+    database,
+    ctx,
+    { action: 'user.create', resourceType: 'user', area: area.code, details: { username } },
+    async () => {
+      if (!can(ctx.actor, P['users.manage'], { areaPath: area.path }))
+        throw new AppError(Errors.forbidden, {
+          detail: `Area ${area.code} is outside your jurisdiction for ${P['users.manage']}`,
         });
-        for (const m of memberships) await insertMembership(trx, { id: randomUUID(), userId: id, orgId: m.orgId, role: m.role });
-        await recordAudit(trx, ctx, {
-          action: 'user.create',
-          resourceType: 'user',
-          resourceId: id,
-          area: area.code,
-          details: { username, kind: input.kind, memberships: memberships.map((m) => ({ org: m.orgId, role: m.role })) },
-        });
+      let resident: { hash: string; masked: string } | null = null;
+      if (input.residentId !== undefined) {
+        const id = assertValid(checkResidentId(input.residentId), Errors['invalid-resident-id']);
+        resident = { hash: residentIdHash(rt.keys, id.id), masked: maskResidentId(id.id) };
+      }
+      if (input.password !== undefined) assertPasswordPolicy(rt, input.password, username);
+      const memberships = await resolveMemberships(database, ctx, input.memberships ?? []);
+      const taken = await userExistsWith(database.db, {
+        username,
+        residentIdHash: resident?.hash ?? null,
+        externalSubject: input.externalSubject ?? null,
       });
-    } catch (e) {
-      if (isUniqueViolation(e)) throw new AppError(TrustErrors['duplicate-user'], { detail: 'A user with this identity already exists' });
-      throw e;
-    }
-    return presentUser((await findUser(database.db, id)) as UserRow, await membershipsOf(database.db, id));
-  });
+      if (taken)
+        throw new AppError(TrustErrors['duplicate-user'], {
+          detail: `A user with this ${taken} already exists`,
+        });
+      const passwordHash = input.password === undefined ? null : await hashPassword(input.password);
+      const id = randomUUID();
+      try {
+        await database.transact(async (trx) => {
+          await insertUser(trx, {
+            id,
+            username,
+            displayName: input.displayName,
+            kind: input.kind,
+            areaCode: area.code,
+            passwordHash,
+            residentIdHash: resident?.hash ?? null,
+            residentIdMasked: resident?.masked ?? null,
+            externalSubject: input.externalSubject ?? null,
+            demo: false,
+          });
+          for (const m of memberships)
+            await insertMembership(trx, { id: randomUUID(), userId: id, orgId: m.orgId, role: m.role });
+          await recordAudit(trx, ctx, {
+            action: 'user.create',
+            resourceType: 'user',
+            resourceId: id,
+            area: area.code,
+            details: {
+              username,
+              kind: input.kind,
+              memberships: memberships.map((m) => ({ org: m.orgId, role: m.role })),
+            },
+          });
+        });
+      } catch (e) {
+        if (isUniqueViolation(e))
+          throw new AppError(TrustErrors['duplicate-user'], {
+            detail: 'A user with this identity already exists',
+          });
+        throw e;
+      }
+      return presentUser((await findUser(database.db, id)) as UserRow, await membershipsOf(database.db, id));
+    },
+  );
 }
 
 /** Checks requested memberships: organisation visible and manageable, role grantable there. */
@@ -255,7 +290,12 @@ async function resolveMemberships(
   const out: { orgId: string; role: string; orgArea: string }[] = [];
   for (const w of wanted) {
     const org = await findOrg(database.db, w.orgId);
-    authorize(ctx.actor, P['users.manage'], { areaPath: org?.area_path ?? null }, { visibleWith: P['orgs.read'], what: 'organisation' });
+    authorize(
+      ctx.actor,
+      P['users.manage'],
+      { areaPath: org?.area_path ?? null },
+      { visibleWith: P['orgs.read'], what: 'organisation' },
+    );
     if (!org) throw new AppError(Errors['not-found'], { detail: 'No such organisation' });
     const role = await findRole(database.db, w.role);
     if (!role) throw unprocessable(`No role ${w.role}`);
@@ -266,7 +306,12 @@ async function resolveMemberships(
 }
 
 /** Changes a user: name, area, status (disabling ends their sessions), password, external link. */
-export async function patchUser(rt: TrustRuntime, ctx: CallContext, id: string, patch: UserPatch): Promise<User> {
+export async function patchUser(
+  rt: TrustRuntime,
+  ctx: CallContext,
+  id: string,
+  patch: UserPatch,
+): Promise<User> {
   const { database } = rt;
   requireSignedIn(ctx.actor);
   return audited(database, ctx, { action: 'user.update', resourceType: 'user', resourceId: id }, async () => {
@@ -300,7 +345,10 @@ export async function patchUser(rt: TrustRuntime, ctx: CallContext, id: string, 
         });
       });
     } catch (e) {
-      if (isUniqueViolation(e)) throw new AppError(TrustErrors['duplicate-user'], { detail: 'That external identity is linked to another user' });
+      if (isUniqueViolation(e))
+        throw new AppError(TrustErrors['duplicate-user'], {
+          detail: 'That external identity is linked to another user',
+        });
       throw e;
     }
     return presentUser((await findUser(database.db, id)) as UserRow, await membershipsOf(database.db, id));
@@ -317,13 +365,19 @@ export async function changeOwnPassword(
   requireSignedIn(ctx.actor);
   const user = ctx.actor.userId === null ? undefined : await findUser(database.db, ctx.actor.userId);
   if (!user) throw new AppError(Errors.forbidden, { detail: 'Only a signed-in user has a password' });
-  if (!(await verifyPassword(input.currentPassword, user.password_hash))) throw new AppError(TrustErrors['invalid-credentials']);
+  if (!(await verifyPassword(input.currentPassword, user.password_hash)))
+    throw new AppError(TrustErrors['invalid-credentials']);
   assertPasswordPolicy(rt, input.newPassword, user.username);
   const passwordHash = await hashPassword(input.newPassword);
   await database.transact(async (trx) => {
     await updateUser(trx, user.id, { passwordHash, bumpTokenVersion: true });
     await revokeRefreshTokensOf(trx, user.id);
-    await recordAudit(trx, ctx, { action: 'user.password', resourceType: 'user', resourceId: user.id, area: user.area_code });
+    await recordAudit(trx, ctx, {
+      action: 'user.password',
+      resourceType: 'user',
+      resourceId: user.id,
+      area: user.area_code,
+    });
   });
 }
 
@@ -357,44 +411,72 @@ export async function addMembership(
 ): Promise<User> {
   const { database } = rt;
   requireSignedIn(ctx.actor);
-  return audited(database, ctx, { action: 'membership.create', resourceType: 'user', resourceId: userId, details: { ...input } }, async () => {
-    const user = await visibleUser(database, ctx, userId, P['users.manage']);
-    const [m] = await resolveMemberships(database, ctx, [input]);
-    if (!m) throw new Error('unreachable');
-    await database.transact(async (trx) => {
-      const created = await insertMembership(trx, { id: randomUUID(), userId, orgId: m.orgId, role: m.role });
-      if (!created) throw new AppError(Errors.conflict, { detail: 'The user already holds this role there' });
-      await recordAudit(trx, ctx, {
-        action: 'membership.create',
-        resourceType: 'user',
-        resourceId: userId,
-        area: m.orgArea,
-        details: { org: m.orgId, role: m.role, user: user.username },
+  return audited(
+    database,
+    ctx,
+    { action: 'membership.create', resourceType: 'user', resourceId: userId, details: { ...input } },
+    async () => {
+      const user = await visibleUser(database, ctx, userId, P['users.manage']);
+      const [m] = await resolveMemberships(database, ctx, [input]);
+      if (!m) throw new Error('unreachable');
+      await database.transact(async (trx) => {
+        const created = await insertMembership(trx, {
+          id: randomUUID(),
+          userId,
+          orgId: m.orgId,
+          role: m.role,
+        });
+        if (!created)
+          throw new AppError(Errors.conflict, { detail: 'The user already holds this role there' });
+        await recordAudit(trx, ctx, {
+          action: 'membership.create',
+          resourceType: 'user',
+          resourceId: userId,
+          area: m.orgArea,
+          details: { org: m.orgId, role: m.role, user: user.username },
+        });
       });
-    });
-    return presentUser((await findUser(database.db, userId)) as UserRow, await membershipsOf(database.db, userId));
-  });
+      return presentUser(
+        (await findUser(database.db, userId)) as UserRow,
+        await membershipsOf(database.db, userId),
+      );
+    },
+  );
 }
 
 /** Removes a membership. */
-export async function removeMembership(rt: TrustRuntime, ctx: CallContext, membershipId: string): Promise<void> {
+export async function removeMembership(
+  rt: TrustRuntime,
+  ctx: CallContext,
+  membershipId: string,
+): Promise<void> {
   const { database } = rt;
   requireSignedIn(ctx.actor);
-  await audited(database, ctx, { action: 'membership.delete', resourceType: 'membership', resourceId: membershipId }, async () => {
-    const m = await findMembership(database.db, membershipId);
-    authorize(ctx.actor, P['users.manage'], { areaPath: m?.area_path ?? null }, { visibleWith: P['orgs.read'], what: 'membership' });
-    if (!m) throw new AppError(Errors['not-found'], { detail: 'No such membership' });
-    await database.transact(async (trx) => {
-      await deleteMembership(trx, membershipId);
-      await recordAudit(trx, ctx, {
-        action: 'membership.delete',
-        resourceType: 'user',
-        resourceId: m.user_id,
-        area: m.area_code,
-        details: { org: m.org_id, role: m.role_code },
+  await audited(
+    database,
+    ctx,
+    { action: 'membership.delete', resourceType: 'membership', resourceId: membershipId },
+    async () => {
+      const m = await findMembership(database.db, membershipId);
+      authorize(
+        ctx.actor,
+        P['users.manage'],
+        { areaPath: m?.area_path ?? null },
+        { visibleWith: P['orgs.read'], what: 'membership' },
+      );
+      if (!m) throw new AppError(Errors['not-found'], { detail: 'No such membership' });
+      await database.transact(async (trx) => {
+        await deleteMembership(trx, membershipId);
+        await recordAudit(trx, ctx, {
+          action: 'membership.delete',
+          resourceType: 'user',
+          resourceId: m.user_id,
+          area: m.area_code,
+          details: { org: m.org_id, role: m.role_code },
+        });
       });
-    });
-  });
+    },
+  );
 }
 
 // --- Roles ------------------------------------------------------------------------------------
@@ -405,55 +487,96 @@ export async function listRolesFor(rt: TrustRuntime, ctx: CallContext): Promise<
   return (await listRoles(rt.database.db)).map(presentRole);
 }
 
+/** Roles are city-wide: changing them needs the permission at the root (403 otherwise: the catalogue is public). */
+function assertCityWide(actor: Actor, permission: string): void {
+  if (!can(actor, permission, { areaPath: null }))
+    throw new AppError(Errors.forbidden, { detail: `Needs city-wide ${permission}` });
+}
+
 function assertPermissionsKnown(permissions: readonly string[]): void {
   const unknown = permissions.filter((p) => !isPermission(p));
   if (unknown.length > 0)
-    throw new AppError(TrustErrors['unknown-permission'], { detail: `Unknown permission ${unknown.join(', ')}`, extensions: { unknown } });
+    throw new AppError(TrustErrors['unknown-permission'], {
+      detail: `Unknown permission ${unknown.join(', ')}`,
+      extensions: { unknown },
+    });
 }
 
 /** Creates a custom role (city-wide `roles.manage`; no permission the caller lacks). */
 export async function createRole(rt: TrustRuntime, ctx: CallContext, input: RoleCreate): Promise<Role> {
   const { database } = rt;
   requireSignedIn(ctx.actor);
-  return audited(database, ctx, { action: 'role.create', resourceType: 'role', resourceId: input.code }, async () => {
-    authorize(ctx.actor, P['roles.manage'], { areaPath: null }, { what: 'role' });
-    assertPermissionsKnown(input.permissions);
-    assertCanGrant(ctx.actor, input.permissions, null);
-    if (await findRole(database.db, input.code)) throw new AppError(Errors.conflict, { detail: `Role ${input.code} exists` });
-    const row: RoleRow = { code: input.code, name_zh: input.nameZh, name_en: input.nameEn, permissions: [...input.permissions].sort(), system: false };
-    await database.transact(async (trx) => {
-      await upsertRole(trx, row);
-      await recordAudit(trx, ctx, { action: 'role.create', resourceType: 'role', resourceId: row.code, details: { permissions: row.permissions } });
-    });
-    return presentRole(row);
-  });
+  return audited(
+    database,
+    ctx,
+    { action: 'role.create', resourceType: 'role', resourceId: input.code },
+    async () => {
+      assertCityWide(ctx.actor, P['roles.manage']);
+      assertPermissionsKnown(input.permissions);
+      assertCanGrant(ctx.actor, input.permissions, null);
+      if (await findRole(database.db, input.code))
+        throw new AppError(Errors.conflict, { detail: `Role ${input.code} exists` });
+      const row: RoleRow = {
+        code: input.code,
+        name_zh: input.nameZh,
+        name_en: input.nameEn,
+        permissions: [...input.permissions].sort(),
+        system: false,
+      };
+      await database.transact(async (trx) => {
+        await upsertRole(trx, row);
+        await recordAudit(trx, ctx, {
+          action: 'role.create',
+          resourceType: 'role',
+          resourceId: row.code,
+          details: { permissions: row.permissions },
+        });
+      });
+      return presentRole(row);
+    },
+  );
 }
 
 /** Changes a custom role; system roles are the platform's and refuse changes. */
-export async function patchRole(rt: TrustRuntime, ctx: CallContext, code: string, patch: RolePatch): Promise<Role> {
+export async function patchRole(
+  rt: TrustRuntime,
+  ctx: CallContext,
+  code: string,
+  patch: RolePatch,
+): Promise<Role> {
   const { database } = rt;
   requireSignedIn(ctx.actor);
-  return audited(database, ctx, { action: 'role.update', resourceType: 'role', resourceId: code }, async () => {
-    authorize(ctx.actor, P['roles.manage'], { areaPath: null }, { what: 'role' });
-    const role = await findRole(database.db, code);
-    if (!role) throw new AppError(Errors['not-found'], { detail: `No role ${code}` });
-    if (role.system) throw new AppError(TrustErrors['system-role'], { detail: `${code} is a system role` });
-    if (patch.permissions) {
-      assertPermissionsKnown(patch.permissions);
-      assertCanGrant(ctx.actor, patch.permissions, null);
-    }
-    const row: RoleRow = {
-      ...role,
-      ...(patch.nameZh !== undefined && { name_zh: patch.nameZh }),
-      ...(patch.nameEn !== undefined && { name_en: patch.nameEn }),
-      ...(patch.permissions !== undefined && { permissions: [...patch.permissions].sort() }),
-    };
-    await database.transact(async (trx) => {
-      await upsertRole(trx, row);
-      await recordAudit(trx, ctx, { action: 'role.update', resourceType: 'role', resourceId: code, details: { changes: patch } });
-    });
-    return presentRole(row);
-  });
+  return audited(
+    database,
+    ctx,
+    { action: 'role.update', resourceType: 'role', resourceId: code },
+    async () => {
+      assertCityWide(ctx.actor, P['roles.manage']);
+      const role = await findRole(database.db, code);
+      if (!role) throw new AppError(Errors['not-found'], { detail: `No role ${code}` });
+      if (role.system) throw new AppError(TrustErrors['system-role'], { detail: `${code} is a system role` });
+      if (patch.permissions) {
+        assertPermissionsKnown(patch.permissions);
+        assertCanGrant(ctx.actor, patch.permissions, null);
+      }
+      const row: RoleRow = {
+        ...role,
+        ...(patch.nameZh !== undefined && { name_zh: patch.nameZh }),
+        ...(patch.nameEn !== undefined && { name_en: patch.nameEn }),
+        ...(patch.permissions !== undefined && { permissions: [...patch.permissions].sort() }),
+      };
+      await database.transact(async (trx) => {
+        await upsertRole(trx, row);
+        await recordAudit(trx, ctx, {
+          action: 'role.update',
+          resourceType: 'role',
+          resourceId: code,
+          details: { changes: patch },
+        });
+      });
+      return presentRole(row);
+    },
+  );
 }
 
 // --- API keys ---------------------------------------------------------------------------------
@@ -466,37 +589,47 @@ export async function issueApiKey(
 ): Promise<ApiKey & { key: string }> {
   const { database } = rt;
   requireSignedIn(ctx.actor);
-  return audited(database, ctx, { action: 'apikey.create', resourceType: 'api-key', details: { org: input.orgId } }, async () => {
-    const org = await findOrg(database.db, input.orgId);
-    authorize(ctx.actor, P['apikeys.manage'], { areaPath: org?.area_path ?? null }, { visibleWith: P['orgs.read'], what: 'organisation' });
-    if (!org) throw new AppError(Errors['not-found'], { detail: 'No such organisation' });
-    assertPermissionsKnown(input.permissions);
-    assertCanGrant(ctx.actor, input.permissions, org.area_path);
-    if (input.expiresAt !== undefined && Date.parse(input.expiresAt) <= Date.now())
-      throw unprocessable('expiresAt must be in the future');
-    const key = newApiKey();
-    const id = randomUUID();
-    await database.transact(async (trx) => {
-      await insertApiKey(trx, {
-        id,
-        prefix: key.prefix,
-        secretHash: key.secretHash,
-        name: input.name,
-        orgId: org.id,
-        permissions: [...input.permissions].sort(),
-        createdBy: ctx.actor.userId,
-        expiresAt: input.expiresAt ?? null,
+  return audited(
+    database,
+    ctx,
+    { action: 'apikey.create', resourceType: 'api-key', details: { org: input.orgId } },
+    async () => {
+      const org = await findOrg(database.db, input.orgId);
+      authorize(
+        ctx.actor,
+        P['apikeys.manage'],
+        { areaPath: org?.area_path ?? null },
+        { visibleWith: P['orgs.read'], what: 'organisation' },
+      );
+      if (!org) throw new AppError(Errors['not-found'], { detail: 'No such organisation' });
+      assertPermissionsKnown(input.permissions);
+      assertCanGrant(ctx.actor, input.permissions, org.area_path);
+      if (input.expiresAt !== undefined && Date.parse(input.expiresAt) <= Date.now())
+        throw unprocessable('expiresAt must be in the future');
+      const key = newApiKey();
+      const id = randomUUID();
+      await database.transact(async (trx) => {
+        await insertApiKey(trx, {
+          id,
+          prefix: key.prefix,
+          secretHash: key.secretHash,
+          name: input.name,
+          orgId: org.id,
+          permissions: [...input.permissions].sort(),
+          createdBy: ctx.actor.userId,
+          expiresAt: input.expiresAt ?? null,
+        });
+        await recordAudit(trx, ctx, {
+          action: 'apikey.create',
+          resourceType: 'api-key',
+          resourceId: id,
+          area: org.area_code,
+          details: { name: input.name, prefix: key.prefix, org: org.code, permissions: input.permissions },
+        });
       });
-      await recordAudit(trx, ctx, {
-        action: 'apikey.create',
-        resourceType: 'api-key',
-        resourceId: id,
-        area: org.area_code,
-        details: { name: input.name, prefix: key.prefix, org: org.code, permissions: input.permissions },
-      });
-    });
-    return { ...presentApiKey((await findApiKey(database.db, id)) as ApiKeyRow), key: key.key };
-  });
+      return { ...presentApiKey((await findApiKey(database.db, id)) as ApiKeyRow), key: key.key };
+    },
+  );
 }
 
 /** API keys of organisations in the caller's jurisdiction (never their secrets). */
@@ -506,7 +639,11 @@ export async function listApiKeysFor(
   query: { orgId?: string; limit: number; offset: number },
 ): Promise<ApiKey[]> {
   requireSignedIn(ctx.actor);
-  const rows = await listApiKeys(rt.database.db, query, jurisdictionFilter(ctx.actor, P['apikeys.manage'], sql`a.path`));
+  const rows = await listApiKeys(
+    rt.database.db,
+    query,
+    jurisdictionFilter(ctx.actor, P['apikeys.manage'], sql`a.path`),
+  );
   return rows.map(presentApiKey);
 }
 
@@ -514,14 +651,29 @@ export async function listApiKeysFor(
 export async function revokeApiKeyFor(rt: TrustRuntime, ctx: CallContext, id: string): Promise<void> {
   const { database } = rt;
   requireSignedIn(ctx.actor);
-  await audited(database, ctx, { action: 'apikey.revoke', resourceType: 'api-key', resourceId: id }, async () => {
-    const key = await findApiKey(database.db, id);
-    authorize(ctx.actor, P['apikeys.manage'], { areaPath: key?.area_path ?? null }, { visibleWith: P['orgs.read'], what: 'API key' });
-    if (!key) throw new AppError(Errors['not-found'], { detail: 'No such API key' });
-    await database.transact(async (trx) => {
-      await revokeApiKey(trx, id);
-      await recordAudit(trx, ctx, { action: 'apikey.revoke', resourceType: 'api-key', resourceId: id, area: key.area_code, details: { prefix: key.prefix } });
-    });
-  });
+  await audited(
+    database,
+    ctx,
+    { action: 'apikey.revoke', resourceType: 'api-key', resourceId: id },
+    async () => {
+      const key = await findApiKey(database.db, id);
+      authorize(
+        ctx.actor,
+        P['apikeys.manage'],
+        { areaPath: key?.area_path ?? null },
+        { visibleWith: P['orgs.read'], what: 'API key' },
+      );
+      if (!key) throw new AppError(Errors['not-found'], { detail: 'No such API key' });
+      await database.transact(async (trx) => {
+        await revokeApiKey(trx, id);
+        await recordAudit(trx, ctx, {
+          action: 'apikey.revoke',
+          resourceType: 'api-key',
+          resourceId: id,
+          area: key.area_code,
+          details: { prefix: key.prefix },
+        });
+      });
+    },
+  );
 }
-

@@ -315,7 +315,9 @@ export function loadConfig(options: LoadConfigOptions): Config {
   const oidcAudience = r.get('OIDC_AUDIENCE');
   const oidcSet = [oidcIssuer, r.get('OIDC_JWKS_URL'), oidcAudience].filter((v) => v !== undefined).length;
   if (oidcSet > 0 && oidcSet < 3)
-    r.problems.push('OIDC_ISSUER, OIDC_JWKS_URL, OIDC_AUDIENCE: set all three to accept external tokens, or none');
+    r.problems.push(
+      'OIDC_ISSUER, OIDC_JWKS_URL, OIDC_AUDIENCE: set all three to accept external tokens, or none',
+    );
   if (mode === 'production' && oidcJwks?.startsWith('http:'))
     r.problems.push('OIDC_JWKS_URL: expected an https URL in production mode');
   const dataDir = resolve(cwd, r.get('DATA_DIR') ?? '.pujiang');
