@@ -144,4 +144,52 @@ describe('config', () => {
       /cannot be combined with DATABASE_URL/,
     );
   });
+
+  it('reads the trust settings: audit key, token lifetimes, sign-in limits, OIDC, trusted proxies', () => {
+    const c = loadConfig({ env: {}, cwd: '/srv/pj' });
+    assert.equal(c.auditKeyFile, '/srv/pj/.pujiang/audit-signing-key.pem');
+    assert.equal(loadConfig({ env: { PUJIANG_MEMORY: 'true' } }).auditKeyFile, undefined);
+    assert.equal(c.accessTokenTtlSeconds, 900);
+    assert.equal(c.oidc, undefined);
+    assert.equal(c.trustProxy, false);
+    const full = loadConfig({
+      env: {
+        OIDC_ISSUER: 'https://idp.example',
+        OIDC_JWKS_URL: 'https://idp.example/jwks',
+        OIDC_AUDIENCE: 'pujiang',
+        TRUST_PROXY: '10.0.0.1, 10.1.0.0/16',
+        LOGIN_MAX_FAILURES: '3',
+      },
+    });
+    assert.deepEqual(full.oidc, {
+      issuer: 'https://idp.example',
+      jwksUrl: 'https://idp.example/jwks',
+      audience: 'pujiang',
+      usernameClaim: 'preferred_username',
+    });
+    assert.equal(full.trustProxy, '10.0.0.1, 10.1.0.0/16');
+    assert.equal(full.loginMaxFailures, 3);
+    const found = problems({
+      OIDC_ISSUER: 'https://idp.example',
+      TRUST_PROXY: 'everyone; drop',
+      PASSWORD_MIN_LENGTH: '4',
+    });
+    assert.ok(
+      found.some((p) => p.startsWith('OIDC_ISSUER, OIDC_JWKS_URL, OIDC_AUDIENCE: set all three')),
+      found.join('\n'),
+    );
+    assert.ok(found.some((p) => p.startsWith('TRUST_PROXY:')));
+    assert.ok(found.some((p) => p.startsWith('PASSWORD_MIN_LENGTH:')));
+    const prod = problems({
+      PUJIANG_MODE: 'production',
+      PUJIANG_SECRET: 'x'.repeat(40),
+      OIDC_ISSUER: 'https://idp.example',
+      OIDC_JWKS_URL: 'http://idp.example/jwks',
+      OIDC_AUDIENCE: 'pujiang',
+    });
+    assert.ok(
+      prod.some((p) => p.startsWith('OIDC_JWKS_URL: expected an https URL')),
+      prod.join('\n'),
+    );
+  });
 });

@@ -59,6 +59,8 @@ export interface Config {
   loginRatePerMinute: number;
   /** External identity provider (OIDC): all three set, or none. */
   oidc: { issuer: string; jwksUrl: string; audience: string; usernameClaim: string } | undefined;
+  /** Which proxies' X-Forwarded-For to believe (client addresses for sign-in limits and logs). */
+  trustProxy: boolean | string;
   /** Where the config came from, for `pujiang config` and start-up logs. */
   configFile: string | undefined;
 }
@@ -162,6 +164,18 @@ function urlList(r: Reader, name: string, protocols: readonly string[]): string 
   return r.problems.length === before ? parts.join(',') : undefined;
 }
 
+/** `TRUST_PROXY`: true/false, or comma-separated proxy addresses/CIDRs. */
+function trustProxyOf(r: Reader): boolean | string {
+  const raw = r.get('TRUST_PROXY')?.trim();
+  if (raw === undefined) return false;
+  if (/^(true|false)$/i.test(raw)) return raw.toLowerCase() === 'true';
+  if (/^[0-9a-fA-F.:/]+(\s*,\s*[0-9a-fA-F.:/]+)*$/.test(raw)) return raw;
+  r.problems.push(
+    `TRUST_PROXY: expected true, false or proxy addresses (10.0.0.1,10.1.0.0/16), got "${raw}"`,
+  );
+  return false;
+}
+
 /** Hides a password in a URL so config problems can be logged safely. */
 export function redact(u: string): string {
   try {
@@ -247,6 +261,7 @@ export const KNOWN_VARIABLES: readonly string[] = [
   'OIDC_JWKS_URL',
   'OIDC_AUDIENCE',
   'OIDC_USERNAME_CLAIM',
+  'TRUST_PROXY',
 ];
 
 export interface LoadConfigOptions {
@@ -374,6 +389,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
             usernameClaim: r.get('OIDC_USERNAME_CLAIM') ?? 'preferred_username',
           }
         : undefined,
+    trustProxy: trustProxyOf(r),
     configFile,
   };
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(config.natsStream))

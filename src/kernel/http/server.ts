@@ -26,7 +26,7 @@ export type HttpServer = FastifyInstance<
 >;
 
 export interface CreateHttpServerOptions {
-  config: Pick<Config, 'bodyLimitBytes' | 'requestTimeoutMs' | 'corsOrigins' | 'mode'>;
+  config: Pick<Config, 'bodyLimitBytes' | 'requestTimeoutMs' | 'corsOrigins' | 'mode' | 'trustProxy'>;
   logger: Logger;
   metrics: Metrics;
   version: string;
@@ -46,6 +46,7 @@ export async function createHttpServer(options: CreateHttpServerOptions): Promis
     connectionTimeout: config.requestTimeoutMs * 2,
     keepAliveTimeout: 72_000,
     return503OnClosing: true,
+    trustProxy: config.trustProxy,
     forceCloseConnections: 'idle',
     requestIdHeader: false,
     genReqId: (req) => {
