@@ -1,10 +1,49 @@
-/** Areas API: read-only, public (a city's administrative areas are public information). */
+/**
+ * Areas API: reads are public (a city's administrative areas are public information); creating
+ * and changing areas needs `areas.manage` over the parent's jurisdiction, and is audited.
+ */
 import { Type } from 'typebox';
-import type { Database, HttpServer } from '../kernel/index.ts';
-import { Area, AreaCode, AREA_LEVELS, LocatedArea } from './areas.schema.ts';
-import { childrenOf, descendantCounts, getArea, locate } from './areas.service.ts';
+import type { HttpServer } from '../kernel/index.ts';
+import { Area, AreaCode, AreaCreate, AreaPatch, AREA_LEVELS, LocatedArea } from './areas.schema.ts';
+import { childrenOf, createArea, descendantCounts, getArea, locate, updateArea } from './areas.service.ts';
+import type { TrustRuntime } from './auth.service.ts';
+import { callContext } from './context.ts';
 
-export function registerAreaRoutes(app: HttpServer, database: Database): void {
+const secured: { [scheme: string]: string[] }[] = [{ bearer: [] }, { apiKey: [] }];
+
+export function registerAreaRoutes(app: HttpServer, rt: TrustRuntime): void {
+  const { database } = rt;
+  app.post(
+    '/api/v1/areas',
+    {
+      schema: {
+        tags: ['areas'],
+        summary: 'Create an area below an existing one (boundary inside the parent, not over siblings)',
+        security: secured,
+        body: AreaCreate,
+        response: { 201: Area },
+      },
+    },
+    async (request, reply) =>
+      reply.code(201).send(await createArea(database, await callContext(rt, request), request.body)),
+  );
+
+  app.patch(
+    '/api/v1/areas/:code',
+    {
+      schema: {
+        tags: ['areas'],
+        summary: 'Rename an area or replace its boundary',
+        security: secured,
+        params: Type.Object({ code: AreaCode }),
+        body: AreaPatch,
+        response: { 200: Area },
+      },
+    },
+    async (request) =>
+      updateArea(database, await callContext(rt, request), request.params.code, request.body),
+  );
+
   app.get(
     '/api/v1/areas/locate',
     {

@@ -33,3 +33,47 @@ export const LocatedArea = Type.Object({
   chain: Type.Array(Type.Object({ code: Type.String(), name: Type.String(), level: Type.String() })),
 });
 export type LocatedArea = Static<typeof LocatedArea>;
+
+const Position = Type.Tuple([
+  Type.Number({ minimum: -180, maximum: 180 }),
+  Type.Number({ minimum: -90, maximum: 90 }),
+]);
+const Ring = Type.Array(Position, { minItems: 4, maxItems: 100_000 });
+const PolygonCoordinates = Type.Array(Ring, { minItems: 1, maxItems: 1_000 });
+
+/** A GeoJSON Polygon or MultiPolygon in WGS-84 (longitude, latitude). */
+export const AreaGeometry = Type.Union([
+  Type.Object(
+    { type: Type.Literal('Polygon'), coordinates: PolygonCoordinates },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      type: Type.Literal('MultiPolygon'),
+      coordinates: Type.Array(PolygonCoordinates, { minItems: 1, maxItems: 1_000 }),
+    },
+    { additionalProperties: false },
+  ),
+]);
+export type AreaGeometry = Static<typeof AreaGeometry>;
+
+export const AreaCreate = Type.Object(
+  {
+    code: AreaCode,
+    name: Type.String({ minLength: 1, maxLength: 100 }),
+    parentCode: AreaCode,
+    geometry: AreaGeometry,
+    synthetic: Type.Optional(Type.Boolean({ default: false })),
+  },
+  { additionalProperties: false },
+);
+export type AreaCreate = Static<typeof AreaCreate>;
+
+export const AreaPatch = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    geometry: Type.Optional(AreaGeometry),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+export type AreaPatch = Static<typeof AreaPatch>;

@@ -12,9 +12,16 @@ import {
   type Database,
   type Logger,
 } from '../kernel/index.ts';
-import type { Area, AreaLevel, LocatedArea } from './areas.schema.ts';
+import type { Area, AreaCreate, AreaGeometry, AreaLevel, AreaPatch, LocatedArea } from './areas.schema.ts';
+import { audited, recordAudit } from './audit.service.ts';
+import { can, requireSignedIn, type CallContext } from './authz.ts';
+import { P } from './permissions.ts';
 import { readFileSync } from 'node:fs';
 import {
+  checkBoundary,
+  insertArea,
+  updateAreaRow,
+  type GeometryCheck,
   closeGaps,
   countAreas,
   countChildless,
@@ -312,4 +319,161 @@ export async function locate(
       detail: `No area covers longitude ${point.lon}, latitude ${point.lat}`,
     });
   return { area: present(row), chain: chain.map((a) => ({ code: a.code, name: a.name, level: a.level })) };
+}
+
+// --- Administration (areas.manage) -------------------------------------------------------------
+
+const NEXT_LEVEL: Partial<Record<AreaLevel, AreaLevel>> = {
+  city: 'district',
+  district: 'street',
+  street: 'community',
+  community: 'grid',
+};
+
+/** Slack for boundaries drawn against their neighbours (shares of the new area). */
+const TOLERANCE = 0.001;
+
+const invalidArea = (detail: string) => new AppError(Errors.unprocessable, { detail });
+
+/** Checks a new boundary against its parent, its siblings and its own children; 422 with the reason. */
+async function assertBoundary(
+  database: Database,
+  args: { geometry: AreaGeometry; parentCode: string; selfCode: string | null },
+): Promise<string> {
+  const geojson = JSON.stringify(args.geometry);
+  let check: GeometryCheck | undefined;
+  try {
+    check = await checkBoundary(database.db, {
+      geojson,
+      parentCode: args.parentCode,
+      selfCode: args.selfCode,
+    });
+  } catch (e) {
+    throw new AppError(Errors.unprocessable, {
+      detail: 'The boundary is not a usable GeoJSON polygon',
+      cause: e,
+    });
+  }
+  if (!check) throw invalidArea(`No parent area ${args.parentCode}`);
+  if (!check.valid) throw invalidArea(`The boundary is not a valid polygon: ${check.reason}`);
+  if (check.outside > TOLERANCE)
+    throw invalidArea(
+      `${(check.outside * 100).toFixed(1)}% of the boundary lies outside the parent area ${args.parentCode}`,
+    );
+  if (check.overlap > TOLERANCE)
+    throw invalidArea(
+      `${(check.overlap * 100).toFixed(1)}% of the boundary overlaps sibling areas; shrink them first`,
+    );
+  if (check.orphaned > TOLERANCE)
+    throw invalidArea(
+      `${(check.orphaned * 100).toFixed(1)}% of this area's children would lie outside the new boundary`,
+    );
+  return geojson;
+}
+
+/** Creates an area below an existing one (城市 → 区 → 街镇 → 居村 → 网格), inside the caller's jurisdiction. */
+export async function createArea(database: Database, ctx: CallContext, input: AreaCreate): Promise<Area> {
+  requireSignedIn(ctx.actor);
+  return audited(
+    database,
+    ctx,
+    { action: 'area.create', resourceType: 'area', resourceId: input.code, area: input.parentCode },
+    async () => {
+      const parent = await findArea(database.db, input.parentCode, false);
+      if (!parent) throw invalidArea(`No parent area ${input.parentCode}`);
+      if (!can(ctx.actor, P['areas.manage'], { areaPath: parent.path }))
+        throw new AppError(Errors.forbidden, {
+          detail: `Area ${parent.code} is outside your jurisdiction for ${P['areas.manage']}`,
+        });
+      const level = NEXT_LEVEL[parent.level];
+      if (!level) throw invalidArea(`A ${parent.level} has no lower level`);
+      const shaped =
+        level === 'district'
+          ? input.code.length === 6 &&
+            input.code.slice(0, 2) === parent.code.slice(0, 2) &&
+            input.code !== parent.code
+          : input.code.length === parent.code.length + 3 && input.code.startsWith(parent.code);
+      if (!shaped)
+        throw new AppError(Errors['invalid-division-code'], {
+          detail: `A ${level} code below ${parent.code} has ${level === 'district' ? `6 digits starting ${parent.code.slice(0, 2)}` : `${parent.code.length + 3} digits starting ${parent.code}`}`,
+        });
+      if (await findArea(database.db, input.code, false))
+        throw new AppError(Errors.conflict, { detail: `Area ${input.code} exists` });
+      const geojson = await assertBoundary(database, {
+        geometry: input.geometry,
+        parentCode: parent.code,
+        selfCode: null,
+      });
+      await database.transact(async (trx) => {
+        await insertArea(trx, {
+          code: input.code,
+          name: input.name,
+          level,
+          parentCode: parent.code,
+          geojson,
+          synthetic: input.synthetic ?? false,
+        });
+        await recordAudit(trx, ctx, {
+          action: 'area.create',
+          resourceType: 'area',
+          resourceId: input.code,
+          area: input.code,
+          details: { name: input.name, level, parent: parent.code },
+        });
+      });
+      invalidateAreaIndex(database);
+      return getArea(database, input.code);
+    },
+  );
+}
+
+/** Renames an area or replaces its boundary (which must still fit its parent, siblings and children). */
+export async function updateArea(
+  database: Database,
+  ctx: CallContext,
+  code: string,
+  patch: AreaPatch,
+): Promise<Area> {
+  requireSignedIn(ctx.actor);
+  return audited(
+    database,
+    ctx,
+    { action: 'area.update', resourceType: 'area', resourceId: code, area: code },
+    async () => {
+      const area = await findArea(database.db, code, false);
+      if (!area) throw notFound(code);
+      if (!can(ctx.actor, P['areas.manage'], { areaPath: area.path }))
+        throw new AppError(Errors.forbidden, {
+          detail: `Area ${code} is outside your jurisdiction for ${P['areas.manage']}`,
+        });
+      let geojson: string | undefined;
+      if (patch.geometry !== undefined) {
+        if (area.parent_code === null)
+          throw invalidArea("The city's boundary is the union of its districts'");
+        geojson = await assertBoundary(database, {
+          geometry: patch.geometry,
+          parentCode: area.parent_code,
+          selfCode: code,
+        });
+      }
+      await database.transact(async (trx) => {
+        await updateAreaRow(trx, code, {
+          ...(patch.name !== undefined && { name: patch.name }),
+          ...(geojson !== undefined && { geojson }),
+        });
+        await recordAudit(trx, ctx, {
+          action: 'area.update',
+          resourceType: 'area',
+          resourceId: code,
+          area: code,
+          details: {
+            ...(patch.name !== undefined && { name: patch.name }),
+            boundaryChanged: geojson !== undefined,
+          },
+        });
+      });
+      invalidateAreaIndex(database);
+      return getArea(database, code);
+    },
+  );
 }

@@ -252,3 +252,73 @@ export async function fillDerived(db: Db): Promise<void> {
     set centroid = ST_PointOnSurface(geom), area_km2 = ST_Area(geom::geography) / 1e6
     where geom is not null and centroid is null`.execute(db);
 }
+
+export interface GeometryCheck {
+  valid: boolean;
+  reason: string;
+  /** Share of the new boundary lying outside the parent's. */
+  outside: number;
+  /** Share of the new boundary overlapping the parent's other children. */
+  overlap: number;
+  /** Share of the area's own children left outside the new boundary. */
+  orphaned: number;
+}
+
+/**
+ * Checks a GeoJSON boundary for an area below `parentCode` (replacing `selfCode`'s, if given):
+ * validity, and how much of it lies outside the parent, over siblings, or leaves children outside.
+ */
+export async function checkBoundary(
+  db: Db,
+  args: { geojson: string; parentCode: string; selfCode: string | null },
+): Promise<GeometryCheck | undefined> {
+  const { rows } = await sql<GeometryCheck>`
+    with g as (select ST_Multi(ST_CollectionExtract(ST_SetSRID(ST_GeomFromGeoJSON(${args.geojson}), 4326), 3)) as geom)
+    select ST_IsValid(g.geom) as valid, ST_IsValidReason(g.geom) as reason,
+      case when not ST_IsValid(g.geom) or ST_Area(g.geom) = 0 then 1
+           else ST_Area(ST_Difference(g.geom, p.geom)) / ST_Area(g.geom) end as outside,
+      case when not ST_IsValid(g.geom) or ST_Area(g.geom) = 0 then 1
+           else coalesce((select sum(ST_Area(ST_Intersection(g.geom, s.geom))) from trust.areas s
+                          where s.parent_code = p.code and s.code is distinct from ${args.selfCode}
+                            and ST_Intersects(s.geom, g.geom)), 0) / ST_Area(g.geom) end as overlap,
+      case when not ST_IsValid(g.geom) then 1
+           else coalesce((select sum(ST_Area(ST_Difference(c.geom, g.geom))) / nullif(sum(ST_Area(c.geom)), 0)
+                          from trust.areas c where c.parent_code = ${args.selfCode}), 0) end as orphaned
+    from g, trust.areas p where p.code = ${args.parentCode}`.execute(db);
+  return rows[0];
+}
+
+/** Inserts one area below its parent (depth and path from the parent), with derived fields. */
+export async function insertArea(
+  db: Db,
+  a: {
+    code: string;
+    name: string;
+    level: AreaLevel;
+    parentCode: string;
+    geojson: string;
+    synthetic: boolean;
+  },
+): Promise<void> {
+  await sql`insert into trust.areas (code, name, level, depth, parent_code, path, synthetic, geometry_synthetic, geom, centroid, area_km2)
+    select ${a.code}, ${a.name}, ${a.level}, p.depth + 1, p.code, p.path || '/' || ${a.code}, ${a.synthetic}, ${a.synthetic}, g.geom,
+           ST_PointOnSurface(g.geom), ST_Area(g.geom::geography) / 1e6
+    from trust.areas p,
+         (select ST_Multi(ST_CollectionExtract(ST_SetSRID(ST_GeomFromGeoJSON(${a.geojson}), 4326), 3)) as geom) g
+    where p.code = ${a.parentCode}`.execute(db);
+}
+
+/** Renames an area and/or replaces its boundary (derived fields follow). */
+export async function updateAreaRow(
+  db: Db,
+  code: string,
+  patch: { name?: string; geojson?: string },
+): Promise<void> {
+  if (patch.name !== undefined)
+    await sql`update trust.areas set name = ${patch.name} where code = ${code}`.execute(db);
+  if (patch.geojson !== undefined)
+    await sql`update trust.areas set geom = g.geom, centroid = ST_PointOnSurface(g.geom),
+        area_km2 = ST_Area(g.geom::geography) / 1e6, geometry_synthetic = false
+      from (select ST_Multi(ST_CollectionExtract(ST_SetSRID(ST_GeomFromGeoJSON(${patch.geojson}), 4326), 3)) as geom) g
+      where code = ${code}`.execute(db);
+}

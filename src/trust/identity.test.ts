@@ -561,5 +561,105 @@ for (const engine of engines()) {
       assert.deepEqual((await call('GET', '/api/v1/users?q=_', admin)).json(), []);
       assert.deepEqual([await count('trust.users'), await count('trust.organisations')], before);
     });
+
+    it('administers areas: boundaries must fit the parent, spare the siblings, keep the children', async () => {
+      const admin = await as('admin');
+      const { rows } = await t.database.raw(`
+        select code, parent_code,
+               ST_AsGeoJSON(ST_Multi(ST_Buffer(geom, -0.0002)), 9) as shrunk,
+               ST_AsGeoJSON(ST_Multi(ST_CollectionExtract(ST_Difference(geom, ST_Buffer(geom, -0.0002)), 3)), 9) as freed,
+               ST_X(ST_PointOnSurface(ST_Difference(geom, ST_Buffer(geom, -0.0002)))) as lon,
+               ST_Y(ST_PointOnSurface(ST_Difference(geom, ST_Buffer(geom, -0.0002)))) as lat
+        from trust.areas where code like '310113003%' and level = 'grid' order by code limit 1`);
+      const grid = rows[0] as {
+        code: string;
+        parent_code: string;
+        shrunk: string;
+        freed: string;
+        lon: number;
+        lat: number;
+      };
+      const freed = JSON.parse(grid.freed) as unknown;
+      const newCode = `${grid.parent_code}999`;
+      const create = (token: string, body: Record<string, unknown>) =>
+        call('POST', '/api/v1/areas', token, {
+          code: newCode,
+          name: '新网格',
+          parentCode: grid.parent_code,
+          geometry: freed,
+          ...body,
+        });
+
+      assert.equal(
+        (await create(await as('youyi-admin'), {})).statusCode,
+        403,
+        'org-admin has no areas.manage',
+      );
+      const overlap = await create(admin, {});
+      assert.equal(overlap.statusCode, 422, 'the freed ring still belongs to the old grid');
+      assert.match(overlap.body, /overlaps sibling/);
+      const badCode = await create(admin, { code: '310113004999' });
+      assert.equal(badCode.statusCode, 422);
+      assert.equal(badCode.json<{ code: string }>().code, 'invalid-division-code');
+      const outside = await create(admin, {
+        geometry: {
+          type: 'Polygon',
+          coordinates: [
+            [
+              [121, 31],
+              [121.01, 31],
+              [121.01, 31.01],
+              [121, 31],
+            ],
+          ],
+        },
+      });
+      assert.equal(outside.statusCode, 422);
+      assert.match(outside.body, /outside the parent/);
+      const bowtie = await create(admin, {
+        geometry: {
+          type: 'Polygon',
+          coordinates: [
+            [
+              [121.4, 31.3],
+              [121.41, 31.31],
+              [121.41, 31.3],
+              [121.4, 31.31],
+              [121.4, 31.3],
+            ],
+          ],
+        },
+      });
+      assert.equal(bowtie.statusCode, 422);
+      assert.match(bowtie.body, /not a valid polygon/);
+      const notGeo = await create(admin, { geometry: { type: 'Point', coordinates: [121, 31] } });
+      assert.equal(notGeo.statusCode, 400);
+
+      // Shrink the old grid, then the freed ring can become a new grid; locate sees it at once.
+      const shrink = await call('PATCH', `/api/v1/areas/${grid.code}`, admin, {
+        geometry: JSON.parse(grid.shrunk) as unknown,
+      });
+      assert.equal(shrink.statusCode, 200, shrink.body);
+      const created = await create(admin, {});
+      assert.equal(created.statusCode, 201, created.body);
+      assert.equal(created.json<{ level: string }>().level, 'grid');
+      const located = await call('GET', `/api/v1/areas/locate?lon=${grid.lon}&lat=${grid.lat}`);
+      assert.equal(located.json<{ area: { code: string } }>().area.code, newCode);
+      const renamed = await call('PATCH', `/api/v1/areas/${newCode}`, admin, { name: '新网格（改）' });
+      assert.equal(renamed.json<{ name: string }>().name, '新网格（改）');
+      // A street cannot shrink away from its committees.
+      const street = await call('PATCH', '/api/v1/areas/310113003', admin, {
+        geometry: JSON.parse(grid.shrunk) as unknown,
+      });
+      assert.equal(street.statusCode, 422);
+      assert.match(street.body, /children would lie outside/);
+      const audit = await t.database.raw(
+        `select action from trust.audit_records where resource_type = 'area' and outcome = 'success' order by seq`,
+      );
+      assert.deepEqual(
+        audit.rows.map((r) => r['action']),
+        ['area.update', 'area.create', 'area.update'],
+      );
+    });
   });
 }

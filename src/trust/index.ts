@@ -99,7 +99,7 @@ export const trustModule: PlatformModule = {
       intervalMs: config.auditCheckpointIntervalMs,
       pendingLimit: config.auditCheckpointPending,
     });
-    registerAreaRoutes(app, database);
+    registerAreaRoutes(app, runtime);
     registerIdentityRoutes(app, runtime);
     registerAuditRoutes(app, runtime, signer);
     return checkpointer;
