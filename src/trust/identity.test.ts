@@ -252,6 +252,25 @@ for (const engine of engines()) {
         role: 'ops-operator',
       });
       assert.equal(again.statusCode, 409);
+      // Nor may they take over a more powerful account in their district (reset, link, disable).
+      const cityAdmin = await call('POST', '/api/v1/users', await as('admin'), {
+        username: 'city-admin-2',
+        displayName: '市级管理员',
+        kind: 'staff',
+        areaCode: '310113',
+        password: 'City#Admin2026',
+        memberships: [{ orgId: await orgId('city-ops'), role: 'ops-operator' }],
+      });
+      assert.equal(cityAdmin.statusCode, 201, cityAdmin.body);
+      const takeover = await call('PATCH', `/api/v1/users/${cityAdmin.json<{ id: string }>().id}`, admin, {
+        password: 'Taken#Over2026',
+      });
+      assert.equal(takeover.statusCode, 403, takeover.body);
+      assert.equal(takeover.json<{ code: string }>().code, 'privilege-escalation');
+      const peer = await call('PATCH', `/api/v1/users/${await userId('baoshan-ops')}`, admin, {
+        displayName: '值班员',
+      });
+      assert.equal(peer.statusCode, 200, peer.body);
       // A system role cannot be edited, even by the platform administrator.
       const sys = await call('PATCH', '/api/v1/roles/org-admin', await as('admin'), {
         permissions: ['audit.read'],

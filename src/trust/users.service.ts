@@ -140,6 +140,23 @@ function assertCanGrant(actor: Actor, wanted: readonly string[], path: string | 
     });
 }
 
+/**
+ * Refuses changes to an account more powerful than the caller: whoever resets a password, links an
+ * external identity or disables an account could act as its holder, so every grant the account
+ * holds must lie within the caller's `users.manage` jurisdiction and carry no permission the caller
+ * lacks there.
+ */
+function assertOutranks(actor: Actor, target: MembershipRow[]): void {
+  if (actor.kind === 'system') return;
+  for (const m of target) {
+    if (!can(actor, P['users.manage'], { areaPath: m.area_path }))
+      throw new AppError(TrustErrors['privilege-escalation'], {
+        detail: `The account holds a role in ${m.org_code}, outside your jurisdiction`,
+      });
+    assertCanGrant(actor, m.permissions, m.area_path);
+  }
+}
+
 /** A user the caller may see with `permission` (their own record always for reading); 404 otherwise. */
 async function visibleUser(
   database: Database,
@@ -316,6 +333,7 @@ export async function patchUser(
   requireSignedIn(ctx.actor);
   return audited(database, ctx, { action: 'user.update', resourceType: 'user', resourceId: id }, async () => {
     const user = await visibleUser(database, ctx, id, P['users.manage']);
+    assertOutranks(ctx.actor, await membershipsOf(database.db, id));
     if (patch.areaCode !== undefined) {
       const area = await requireArea(database, patch.areaCode);
       if (!can(ctx.actor, P['users.manage'], { areaPath: area.path }))
