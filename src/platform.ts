@@ -30,7 +30,7 @@ import {
 } from './kernel/index.ts';
 import { trustModule } from './trust/index.ts';
 
-/** Modules in dependency order; later issues add trust, workflow, twin, iot, ops, services, data, sim. */
+/** Modules in dependency order; later issues add workflow, twin, iot, ops, services, data, sim. */
 export const MODULES: PlatformModule[] = [
   { name: 'kernel', migrationsDir: fileURLToPath(new URL('./kernel/db/migrations/', import.meta.url)) },
   trustModule,
