@@ -5,7 +5,9 @@
  * secret; storage lives in the stores.
  */
 import { createHash, createHmac, hkdfSync, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { createRemoteJWKSet, decodeJwt, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, decodeJwt, errors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { AppError } from '../kernel/index.ts';
+import { TrustErrors } from './errors.ts';
 
 // --- Passwords --------------------------------------------------------------------------------
 
@@ -199,7 +201,10 @@ export function sameDigest(a: string, b: string): boolean {
 
 export interface OidcVerifier {
   issuer: string;
-  /** Verifies a token from the provider; resolves to its subject and username claim, or null. */
+  /**
+   * Verifies a token from the provider; resolves to its subject and username claim, or null when
+   * the token is bad. Throws `identity-provider-unavailable` (503) when the JWKS cannot be fetched.
+   */
   verify(token: string): Promise<{ subject: string; username: string | null } | null>;
 }
 
@@ -225,7 +230,14 @@ export function createOidcVerifier(args: {
           algorithms: ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA'],
           requiredClaims: ['sub', 'exp'],
         }));
-      } catch {
+      } catch (e) {
+        // A token that fails to verify is the caller's problem; a provider we cannot reach is not.
+        const unreachable =
+          !(e instanceof errors.JOSEError) ||
+          e instanceof errors.JWKSTimeout ||
+          e instanceof errors.JWKSInvalid;
+        if (unreachable)
+          throw new AppError(TrustErrors['identity-provider-unavailable'], { retryAfter: 30, cause: e });
         return null;
       }
       const username = payload[args.usernameClaim];
