@@ -6,18 +6,10 @@
  *   npm run bench:storage                    # PGlite, plus PostgreSQL when DATABASE_URL is set
  *   ROWS=20000 READS=2000 npm run bench:storage
  */
+import { onEachEngine } from '../engines.ts';
 import { cpus, totalmem } from 'node:os';
 import { sql, type Kysely } from 'kysely';
-import {
-  bulkInsert,
-  migrate,
-  openDatabase,
-  readProcessEnv,
-  silentLogger,
-  type Database,
-} from '../../src/kernel/index.ts';
-import { migrationSources } from '../../src/platform.ts';
-import { createScratchDatabase } from '../../test/helpers/engines.ts';
+import { bulkInsert, readProcessEnv, type Database } from '../../src/kernel/index.ts';
 
 const env = readProcessEnv();
 const ROWS = Number(env['ROWS'] ?? 100_000);
@@ -155,38 +147,10 @@ async function benchEngine(name: string, database: Database): Promise<string[]> 
   ];
 }
 
-const logger = silentLogger();
 console.log(
   `bench/storage — ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`,
 );
-const lines: string[] = [];
-
-console.log('opening PGlite (embedded) …');
-const lite = await openDatabase({ memory: true, logger });
-await migrate({ database: lite, sources: migrationSources(), logger });
-lines.push(...(await benchEngine('PGlite 0.5.8', lite)));
-await lite.close();
-
-if (env['DATABASE_URL']) {
-  console.log('opening PostgreSQL …');
-  const scratch = await createScratchDatabase(env['DATABASE_URL']);
-  const pgdb = await openDatabase({ databaseUrl: scratch.url, logger });
-  try {
-    await migrate({ database: pgdb, sources: migrationSources(), logger });
-    const { rows } = await pgdb.raw('show server_version');
-    lines.push(
-      ...(await benchEngine(
-        `PostgreSQL ${(rows[0]?.['server_version'] as string | undefined) ?? ''}`.trim(),
-        pgdb,
-      )),
-    );
-  } finally {
-    await pgdb.close();
-    await scratch.drop();
-  }
-} else {
-  console.log('(DATABASE_URL not set: PostgreSQL skipped)');
-}
+const lines = (await onEachEngine(({ label, database }) => benchEngine(label, database))).flat();
 
 console.log(
   '\n| engine | operation | storage layer (Kysely) | raw driver | ratio (layer ÷ raw throughput) |',

@@ -8,21 +8,14 @@
  *   npm run bench:trust            # PGlite, plus PostgreSQL when DATABASE_URL is set
  *   LOOKUPS=2000 npm run bench:trust
  */
+import { onEachEngine } from '../engines.ts';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import {
-  migrate,
-  openDatabase,
-  readProcessEnv,
-  silentLogger,
-  type Database,
-} from '../../src/kernel/index.ts';
-import { migrationSources } from '../../src/platform.ts';
+import { readProcessEnv, silentLogger, type Database } from '../../src/kernel/index.ts';
 import { invalidateAreaIndex, locate, seedShanghaiAreas, type LocatedArea } from '../../src/trust/index.ts';
 // Internals, for the index's size only: the public surface does not expose it.
 import { buildAreaIndex, type AreaIndex } from '../../src/trust/areas.index.ts';
 import { readAreasWithBoundaries } from '../../src/trust/areas.store.ts';
-import { createScratchDatabase } from '../../test/helpers/engines.ts';
 
 const env = readProcessEnv();
 const LOOKUPS = Number(env['LOOKUPS'] ?? 5_000);
@@ -113,7 +106,6 @@ async function indexSize(
 }
 
 async function benchEngine(name: string, database: Database): Promise<{ lookups: string[]; build: string }> {
-  await migrate({ database, sources: migrationSources(), logger });
   await seedShanghaiAreas(database, { logger });
   // Points inside random grids, spread over the whole city.
   const { rows } = await database.raw(
@@ -181,25 +173,7 @@ async function benchEngine(name: string, database: Database): Promise<{ lookups:
   };
 }
 
-const results: { lookups: string[]; build: string }[] = [];
-console.log('PGlite …');
-const lite = await openDatabase({ memory: true, logger });
-results.push(await benchEngine('PGlite 0.5.8', lite));
-await lite.close();
-if (env['DATABASE_URL']) {
-  console.log('PostgreSQL …');
-  const scratch = await createScratchDatabase(env['DATABASE_URL']);
-  const pg = await openDatabase({ databaseUrl: scratch.url, logger });
-  try {
-    const { rows } = await pg.raw(`select current_setting('server_version') as v`);
-    const v = rows[0]?.['v'];
-    const version = typeof v === 'string' ? v.split(' ')[0] : '';
-    results.push(await benchEngine(`PostgreSQL ${version}`, pg));
-  } finally {
-    await pg.close();
-    await scratch.drop();
-  }
-}
+const results = await onEachEngine(({ label, database }) => benchEngine(label, database));
 console.log(
   '\n| engine | points | lookups (service / raw) | service `locate` (in-process index) | same SQL statement, raw driver | speed-up |',
 );

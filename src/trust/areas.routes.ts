@@ -7,9 +7,7 @@ import type { HttpServer } from '../kernel/index.ts';
 import { Area, AreaCode, AreaCreate, AreaPatch, AREA_LEVELS, LocatedArea } from './areas.schema.ts';
 import { childrenOf, createArea, descendantCounts, getArea, locate, updateArea } from './areas.service.ts';
 import type { TrustRuntime } from './auth.service.ts';
-import { callContext } from './context.ts';
-
-const secured: { [scheme: string]: string[] }[] = [{ bearer: [] }, { apiKey: [] }];
+import { callContext, SECURED } from './context.ts';
 
 export function registerAreaRoutes(app: HttpServer, rt: TrustRuntime): void {
   const { database } = rt;
@@ -19,7 +17,7 @@ export function registerAreaRoutes(app: HttpServer, rt: TrustRuntime): void {
       schema: {
         tags: ['areas'],
         summary: 'Create an area below an existing one (boundary inside the parent, not over siblings)',
-        security: secured,
+        security: SECURED,
         body: AreaCreate,
         response: { 201: Area },
       },
@@ -34,7 +32,7 @@ export function registerAreaRoutes(app: HttpServer, rt: TrustRuntime): void {
       schema: {
         tags: ['areas'],
         summary: 'Rename an area or replace its boundary',
-        security: secured,
+        security: SECURED,
         params: Type.Object({ code: AreaCode }),
         body: AreaPatch,
         response: { 200: Area },

@@ -5,6 +5,7 @@
  */
 import { sql, type QueryExecutorProvider } from 'kysely';
 import type { AreaLevel } from './areas.schema.ts';
+import { escapeLike } from './sql.ts';
 
 export interface AreaRow {
   code: string;
@@ -94,7 +95,7 @@ export async function readAreaRevision(db: Db): Promise<number> {
 export async function countDescendants(db: Db, path: string): Promise<Record<string, number>> {
   const { rows } = await sql<{ level: string; n: number }>`
     select level, count(*) as n from trust.areas
-    where path like ${`${path.replace(/[\\%_]/g, (c) => `\\${c}`)}/%`}
+    where path like ${`${escapeLike(path)}/%`}
     group by level`.execute(db);
   return Object.fromEntries(rows.map((r) => [r.level, r.n]));
 }

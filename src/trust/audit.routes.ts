@@ -10,9 +10,8 @@ import {
   publishedKeys,
   type AuditSigner,
 } from './audit.service.ts';
-import { callContext } from './context.ts';
+import { callContext, SECURED } from './context.ts';
 
-const secured: { [scheme: string]: string[] }[] = [{ bearer: [] }, { apiKey: [] }];
 const Hex64 = Type.String({ pattern: '^[0-9a-f]{64}$' });
 
 const Statement = Type.Object({
@@ -130,7 +129,7 @@ export function registerAuditRoutes(app: HttpServer, rt: TrustRuntime, signer: A
       schema: {
         tags: ['audit'],
         summary: 'Sign a checkpoint over pending records now',
-        security: secured,
+        security: SECURED,
         response: { 200: Type.Array(SignedCheckpoint) },
       },
     },
@@ -143,7 +142,7 @@ export function registerAuditRoutes(app: HttpServer, rt: TrustRuntime, signer: A
       schema: {
         tags: ['audit'],
         summary: "Audit records in the caller's jurisdiction, newest first (this read is audited too)",
-        security: secured,
+        security: SECURED,
         querystring: RecordQuery,
         response: {
           200: Type.Object({
@@ -167,7 +166,7 @@ export function registerAuditRoutes(app: HttpServer, rt: TrustRuntime, signer: A
         tags: ['audit'],
         summary:
           'An inclusion proof of one record against its signed checkpoint (verify offline: docs/audit-format.md)',
-        security: secured,
+        security: SECURED,
         params: Type.Object({ seq: Type.Integer({ minimum: 1 }) }),
       },
     },

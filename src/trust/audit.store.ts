@@ -1,6 +1,7 @@
 /** SQL for the audit trail (审计): records, the chain head, checkpoints and keys. */
 import { sql, type QueryExecutorProvider, type RawBuilder } from 'kysely';
 import { bulkInsert, type QueryExecutorLike } from '../kernel/index.ts';
+import { withinPath } from './sql.ts';
 
 type Db = QueryExecutorProvider & QueryExecutorLike;
 
@@ -23,7 +24,8 @@ export interface AuditRow {
   hash: string;
 }
 
-const COLUMNS = [
+/** The audit table's columns, in the order rows are written. */
+export const AUDIT_COLUMNS = [
   'seq',
   'id',
   'at',
@@ -59,8 +61,8 @@ export async function appendRows(trx: Db, rows: AuditRow[]): Promise<void> {
   if (!last) return;
   await bulkInsert(trx, {
     table: 'trust.audit_records',
-    columns: COLUMNS,
-    rows: rows.map((r) => COLUMNS.map((c) => (c === 'details' ? JSON.stringify(r.details) : r[c]))),
+    columns: AUDIT_COLUMNS,
+    rows: rows.map((r) => AUDIT_COLUMNS.map((c) => (c === 'details' ? JSON.stringify(r.details) : r[c]))),
     chunkRows: 2_000,
   });
   await sql`update trust.audit_head set seq = ${last.seq}, hash = ${last.hash} where id`.execute(trx);
@@ -111,8 +113,6 @@ export interface AuditFilter {
   limit: number;
 }
 
-const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
-
 /** Records matching `filter` whose area passes `scope` (a condition on `a.path`), newest first. */
 export async function listRecords(
   db: Db,
@@ -128,8 +128,7 @@ export async function listRecords(
   if (filter.from !== undefined) where.push(sql`r.at >= ${filter.from}::timestamptz`);
   if (filter.to !== undefined) where.push(sql`r.at < ${filter.to}::timestamptz`);
   if (filter.before !== undefined) where.push(sql`r.seq < ${filter.before}`);
-  if (filter.areaPath !== undefined)
-    where.push(sql`(a.path = ${filter.areaPath} or a.path like ${`${escapeLike(filter.areaPath)}/%`})`);
+  if (filter.areaPath !== undefined) where.push(withinPath(sql`a.path`, filter.areaPath));
   const { rows } = await sql<AuditRow & { area_path: string | null }>`
     select r.*, a.path as area_path from trust.audit_records r left join trust.areas a on a.code = r.area
     where ${sql.join(where, sql` and `)}

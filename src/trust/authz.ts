@@ -7,6 +7,7 @@
  */
 import { sql, type RawBuilder } from 'kysely';
 import { AppError, Errors } from '../kernel/index.ts';
+import { escapeLike } from './sql.ts';
 
 export interface Grant {
   orgId: string | null;
@@ -112,8 +113,6 @@ export function permissionsAt(actor: Actor, path: string | null): Set<string> {
   for (const g of actor.grants) if (covers(g.scope, path)) for (const p of g.permissions) out.add(p);
   return out;
 }
-
-const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 /**
  * A SQL condition keeping rows whose area path (`pathColumn`, an SQL expression) lies in the

@@ -51,3 +51,6 @@ export function callContext(rt: TrustRuntime, request: FastifyRequest): Promise<
 export function clientAddress(request: FastifyRequest): string {
   return request.ip;
 }
+
+/** The OpenAPI security requirement of every signed-in endpoint: a bearer token or an API key. */
+export const SECURED: { [scheme: string]: string[] }[] = [{ bearer: [] }, { apiKey: [] }];

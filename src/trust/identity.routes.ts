@@ -2,7 +2,7 @@
 import { Type } from 'typebox';
 import type { HttpServer } from '../kernel/index.ts';
 import { login, logout, refresh, type TrustRuntime } from './auth.service.ts';
-import { callContext, clientAddress } from './context.ts';
+import { callContext, clientAddress, SECURED } from './context.ts';
 import {
   ApiKey,
   ApiKeyCreate,
@@ -44,7 +44,6 @@ import {
   whoAmI,
 } from './users.service.ts';
 
-const secured: { [scheme: string]: string[] }[] = [{ bearer: [] }, { apiKey: [] }];
 const IdParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
 
 export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void {
@@ -96,7 +95,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['auth'],
         summary: 'The caller and their grants',
-        security: secured,
+        security: SECURED,
         response: { 200: Me },
       },
     },
@@ -108,7 +107,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['auth'],
         summary: "Change the caller's password",
-        security: secured,
+        security: SECURED,
         body: PasswordChange,
       },
     },
@@ -125,7 +124,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['admin'],
         summary: "Organisations in the caller's jurisdiction",
-        security: secured,
+        security: SECURED,
         querystring: OrgQuery,
         response: { 200: Type.Array(Organisation) },
       },
@@ -138,7 +137,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['admin'],
         summary: 'Create an organisation',
-        security: secured,
+        security: SECURED,
         body: OrgCreate,
         response: { 201: Organisation },
       },
@@ -152,7 +151,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['admin'],
         summary: 'One organisation',
-        security: secured,
+        security: SECURED,
         params: IdParams,
         response: { 200: Organisation },
       },
@@ -165,7 +164,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['admin'],
         summary: 'Change an organisation',
-        security: secured,
+        security: SECURED,
         params: IdParams,
         body: OrgPatch,
         response: { 200: Organisation },
@@ -181,7 +180,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['admin'],
         summary: "Users in the caller's jurisdiction (audited)",
-        security: secured,
+        security: SECURED,
         querystring: UserQuery,
         response: { 200: Type.Array(User) },
       },
@@ -194,7 +193,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['admin'],
         summary: 'Create a user',
-        security: secured,
+        security: SECURED,
         body: UserCreate,
         response: { 201: User },
       },
@@ -208,7 +207,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['admin'],
         summary: 'One user with memberships (a personal-data read: audited; send X-Purpose)',
-        security: secured,
+        security: SECURED,
         params: IdParams,
         response: { 200: User },
       },
@@ -221,7 +220,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['admin'],
         summary: 'Change a user (disable, reset password, move)',
-        security: secured,
+        security: SECURED,
         params: IdParams,
         body: UserPatch,
         response: { 200: User },
@@ -235,7 +234,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['admin'],
         summary: 'Grant a user a role in an organisation',
-        security: secured,
+        security: SECURED,
         params: IdParams,
         body: MembershipCreate,
         response: { 201: User },
@@ -248,7 +247,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
   );
   app.delete(
     '/api/v1/memberships/:id',
-    { schema: { tags: ['admin'], summary: 'Remove a membership', security: secured, params: IdParams } },
+    { schema: { tags: ['admin'], summary: 'Remove a membership', security: SECURED, params: IdParams } },
     async (request, reply) => {
       await removeMembership(rt, await callContext(rt, request), request.params.id);
       return reply.code(204).send();
@@ -262,7 +261,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['admin'],
         summary: 'Roles and their permissions',
-        security: secured,
+        security: SECURED,
         response: { 200: Type.Array(Role) },
       },
     },
@@ -274,7 +273,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['admin'],
         summary: 'Create a custom role',
-        security: secured,
+        security: SECURED,
         body: RoleCreate,
         response: { 201: Role },
       },
@@ -288,7 +287,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['admin'],
         summary: 'Change a custom role',
-        security: secured,
+        security: SECURED,
         params: Type.Object({ code: Type.String({ pattern: '^[a-z][a-z0-9-]{1,62}$' }) }),
         body: RolePatch,
         response: { 200: Role },
@@ -304,7 +303,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['admin'],
         summary: "API keys of organisations in the caller's jurisdiction",
-        security: secured,
+        security: SECURED,
         querystring: Type.Object(
           { orgId: Type.Optional(Type.String({ format: 'uuid' })), ...Paging },
           { additionalProperties: false },
@@ -320,7 +319,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
       schema: {
         tags: ['admin'],
         summary: 'Issue an API key (the secret is shown once)',
-        security: secured,
+        security: SECURED,
         body: ApiKeyCreate,
         response: { 201: ApiKeyIssued },
       },
@@ -330,7 +329,7 @@ export function registerIdentityRoutes(app: HttpServer, rt: TrustRuntime): void 
   );
   app.delete(
     '/api/v1/api-keys/:id',
-    { schema: { tags: ['admin'], summary: 'Revoke an API key', security: secured, params: IdParams } },
+    { schema: { tags: ['admin'], summary: 'Revoke an API key', security: SECURED, params: IdParams } },
     async (request, reply) => {
       await revokeApiKeyFor(rt, await callContext(rt, request), request.params.id);
       return reply.code(204).send();

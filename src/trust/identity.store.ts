@@ -1,12 +1,8 @@
 /** SQL for organisations, roles, users, memberships and credentials (统一账户管理). */
 import { sql, type QueryExecutorProvider, type RawBuilder } from 'kysely';
+import { escapeLike, withinPath } from './sql.ts';
 
 type Db = QueryExecutorProvider;
-
-const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
-/** Rows whose area path (`column`) lies at or below `path`. */
-const within = (column: RawBuilder<unknown>, path: string) =>
-  sql`(${column} = ${path} or ${column} like ${`${escapeLike(path)}/%`})`;
 
 // --- Organisations ----------------------------------------------------------------------------
 
@@ -61,7 +57,7 @@ export async function listOrgs(db: Db, filter: OrgFilter, scope: RawBuilder<bool
   if (filter.status !== undefined) where.push(sql`o.status = ${filter.status}`);
   if (filter.parentId !== undefined) where.push(sql`o.parent_id = ${filter.parentId}`);
   if (filter.category !== undefined) where.push(sql`${filter.category} = any(o.categories)`);
-  if (filter.areaPath !== undefined) where.push(within(sql`a.path`, filter.areaPath));
+  if (filter.areaPath !== undefined) where.push(withinPath(sql`a.path`, filter.areaPath));
   if (filter.q !== undefined) where.push(sql`o.name like ${`%${escapeLike(filter.q)}%`}`);
   const { rows } = await sql<OrgRow>`${orgSelect} where ${sql.join(where, sql` and `)}
     order by a.path, o.code limit ${filter.limit} offset ${filter.offset}`.execute(db);
@@ -212,7 +208,7 @@ export async function listUsers(db: Db, filter: UserFilter, scope: RawBuilder<bo
   const where: RawBuilder<unknown>[] = [scope];
   if (filter.kind !== undefined) where.push(sql`u.kind = ${filter.kind}`);
   if (filter.status !== undefined) where.push(sql`u.status = ${filter.status}`);
-  if (filter.areaPath !== undefined) where.push(within(sql`a.path`, filter.areaPath));
+  if (filter.areaPath !== undefined) where.push(withinPath(sql`a.path`, filter.areaPath));
   if (filter.orgId !== undefined)
     where.push(
       sql`exists (select 1 from trust.memberships m where m.user_id = u.id and m.org_id = ${filter.orgId})`,
