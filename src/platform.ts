@@ -29,11 +29,13 @@ import {
   type PlatformModule,
 } from './kernel/index.ts';
 import { trustModule } from './trust/index.ts';
+import { twinModule } from './twin/index.ts';
 
-/** Modules in dependency order; later issues add workflow, twin, iot, ops, services, data, sim. */
+/** Modules in dependency order; later issues add workflow, iot, ops, services, data, sim. */
 export const MODULES: PlatformModule[] = [
   { name: 'kernel', migrationsDir: fileURLToPath(new URL('./kernel/db/migrations/', import.meta.url)) },
   trustModule,
+  twinModule,
 ];
 
 export function migrationSources(modules: PlatformModule[] = MODULES): MigrationSource[] {

@@ -311,13 +311,31 @@ export async function locate(
   point: { lon: number; lat: number },
   options: LocateOptions = {},
 ): Promise<LocatedArea> {
-  const index = await areaIndex(database, options.recheckMs ?? DEFAULT_RECHECK_MS);
-  const chain = index.chainAt(point.lon, point.lat);
-  const row = chain[chain.length - 1];
-  if (!row)
+  const found = chainOf(await areaIndex(database, options.recheckMs ?? DEFAULT_RECHECK_MS), point);
+  if (!found)
     throw new AppError(Errors['not-found'], {
       detail: `No area covers longitude ${point.lon}, latitude ${point.lat}`,
     });
+  return found;
+}
+
+/**
+ * `locate` answered from the index already in memory, with no database work at all — for callers
+ * inside a transaction on the single-connection embedded engine, who warmed the index with
+ * `locate` before opening it. Null outside every area; undefined when no index is built yet.
+ */
+export function locateInMemory(
+  database: Database,
+  point: { lon: number; lat: number },
+): LocatedArea | null | undefined {
+  const index = indexes.get(database)?.index;
+  return index ? chainOf(index, point) : undefined;
+}
+
+function chainOf(index: AreaIndex, point: { lon: number; lat: number }): LocatedArea | null {
+  const chain = index.chainAt(point.lon, point.lat);
+  const row = chain[chain.length - 1];
+  if (!row) return null;
   return { area: present(row), chain: chain.map((a) => ({ code: a.code, name: a.name, level: a.level })) };
 }
 

@@ -22,6 +22,7 @@ export {
   childrenOf,
   descendantCounts,
   locate,
+  locateInMemory,
   invalidateAreaIndex,
 } from './areas.service.ts';
 export type { Area, AreaLevel, LocatedArea } from './areas.schema.ts';
@@ -43,6 +44,7 @@ export {
   definePermissions,
   permissionCatalogue,
   P as TrustPermissions,
+  TwinPermissions,
   SYSTEM_ROLES,
 } from './permissions.ts';
 export {

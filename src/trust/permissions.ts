@@ -50,6 +50,20 @@ export const P = definePermissions({
 
 export type TrustPermission = keyof typeof P;
 
+/**
+ * The digital twin's permissions (数字孪生), registered here so that the system roles below can
+ * name them; the twin module enforces them (src/twin/access.ts) over the entity's area.
+ */
+export const TwinPermissions = definePermissions({
+  'twin.entities.read': { zh: '查看孪生实体', en: 'Read digital-twin entities' },
+  'twin.entities.write': { zh: '维护孪生实体', en: 'Create, change and delete digital-twin entities' },
+  'twin.admin': {
+    zh: '管理孪生租户与上下文',
+    en: 'Manage digital-twin tenants and hosted JSON-LD contexts',
+  },
+});
+const TW = TwinPermissions;
+
 export interface RoleDefinition {
   code: string;
   zh: string;
@@ -66,7 +80,7 @@ export const SYSTEM_ROLES: readonly RoleDefinition[] = [
     code: 'platform-admin',
     zh: '平台管理员',
     en: 'Platform administrator',
-    permissions: Object.values(P),
+    permissions: [...Object.values(P), ...Object.values(TW)],
   },
   {
     code: 'org-admin',
@@ -84,10 +98,20 @@ export const SYSTEM_ROLES: readonly RoleDefinition[] = [
     code: 'ops-operator',
     zh: '城运中心值班员',
     en: 'Operations-centre operator',
-    permissions: [P['orgs.read'], P['users.read']],
+    permissions: [P['orgs.read'], P['users.read'], TW['twin.entities.read'], TW['twin.entities.write']],
   },
-  { code: 'department-staff', zh: '委办局工作人员', en: 'Department staff', permissions: [P['orgs.read']] },
-  { code: 'grid-inspector', zh: '网格员', en: 'Grid inspector', permissions: [] },
+  {
+    code: 'department-staff',
+    zh: '委办局工作人员',
+    en: 'Department staff',
+    permissions: [P['orgs.read'], TW['twin.entities.read'], TW['twin.entities.write']],
+  },
+  {
+    code: 'grid-inspector',
+    zh: '网格员',
+    en: 'Grid inspector',
+    permissions: [TW['twin.entities.read']],
+  },
   { code: 'enterprise-user', zh: '企业用户', en: 'Enterprise user', permissions: [] },
   { code: 'citizen', zh: '市民', en: 'Citizen', permissions: [] },
 ];

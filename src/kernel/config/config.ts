@@ -61,6 +61,14 @@ export interface Config {
   oidc: { issuer: string; jwksUrl: string; audience: string; usernameClaim: string } | undefined;
   /** Which proxies' X-Forwarded-For to believe (client addresses for sign-in limits and logs). */
   trustProxy: boolean | string;
+  /** NGSI-LD API access: `open` (no credentials, as FIWARE brokers run) or `secured` (by jurisdiction). */
+  twinAccess: 'open' | 'secured';
+  /** Time allowed to fetch a user JSON-LD @context before LdContextNotAvailable (ms). */
+  twinContextTimeoutMs: number;
+  /** Largest user @context document fetched (bytes). */
+  twinContextMaxBytes: number;
+  /** Largest NGSI-LD batch operation (entities). */
+  twinMaxBatch: number;
   /** Where the config came from, for `pujiang config` and start-up logs. */
   configFile: string | undefined;
 }
@@ -262,6 +270,10 @@ export const KNOWN_VARIABLES: readonly string[] = [
   'OIDC_AUDIENCE',
   'OIDC_USERNAME_CLAIM',
   'TRUST_PROXY',
+  'TWIN_ACCESS',
+  'TWIN_CONTEXT_TIMEOUT_MS',
+  'TWIN_CONTEXT_MAX_BYTES',
+  'TWIN_MAX_BATCH',
 ];
 
 export interface LoadConfigOptions {
@@ -390,6 +402,10 @@ export function loadConfig(options: LoadConfigOptions): Config {
           }
         : undefined,
     trustProxy: trustProxyOf(r),
+    twinAccess: oneOf(r, 'TWIN_ACCESS', ['open', 'secured'] as const, mode === 'demo' ? 'open' : 'secured'),
+    twinContextTimeoutMs: int(r, 'TWIN_CONTEXT_TIMEOUT_MS', 3_000, 50, 60_000),
+    twinContextMaxBytes: int(r, 'TWIN_CONTEXT_MAX_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
+    twinMaxBatch: int(r, 'TWIN_MAX_BATCH', 1_000, 1, 100_000),
     configFile,
   };
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(config.natsStream))

@@ -122,6 +122,11 @@ export async function createHttpServer(options: CreateHttpServerOptions): Promis
         { name: 'auth', description: 'Sign-in, tokens and the caller (身份认证)' },
         { name: 'admin', description: 'Organisations, users, roles and API keys (统一账户管理)' },
         { name: 'audit', description: 'The verifiable audit trail (责任溯源)' },
+        { name: 'twin', description: 'Digital-twin administration: NGSI-LD tenants (数字孪生)' },
+        {
+          name: 'ngsi-ld',
+          description: 'The ETSI NGSI-LD API (GS CIM 009 v1.8); errors are NGSI-LD ProblemDetails',
+        },
       ],
       components: {
         securitySchemes: {

@@ -1,0 +1,767 @@
+/**
+ * NGSI-LD context information provision and consumption for single entities and batches
+ * (ETSI GS CIM 009 v1.8 §5.6, §5.7.1, §5.6.7–10): create, retrieve, replace, merge, delete, the
+ * attribute operations and the batch operations. Every write runs in one transaction that locks
+ * the entity row (read-modify-write without lost updates), checks the caller may write in the
+ * entity's old and new areas, writes the change, its audit record and its outbox event.
+ */
+import { sql } from 'kysely';
+import { enqueueEvent, type Database } from '../kernel/index.ts';
+import { audited, recordAudit, type AuditEntry, type CallContext } from '../trust/index.ts';
+import { areaPathOf, authorizeWrite, canRead, warmAreas, type TwinAccess } from './access.ts';
+import {
+  checkEntityId,
+  clip,
+  show,
+  defaultInstance,
+  INSTANCE_MEMBERS,
+  isPlainObject,
+  parseAttribute,
+  parseAttributes,
+  parseEntity,
+  parseInstance,
+  parseScopes,
+  parseTypes,
+  type Attrs,
+  type EntityInput,
+  type Instance,
+  type Terms,
+} from './entity.model.ts';
+import {
+  deleteEntity,
+  ensureTenant,
+  findEntity,
+  insertEntity,
+  tenantExists,
+  updateEntity,
+  type StoredEntity,
+} from './entity.store.ts';
+import { NgsiError, NGSI_ERROR_BASE } from './errors.ts';
+
+type Trx = Parameters<Parameters<Database['transact']>[0]>[0];
+
+/** The IRI of the default `location` GeoProperty (core context). */
+export const LOCATION = 'https://uri.etsi.org/ngsi-ld/location';
+
+/** What every twin service call needs beyond its arguments. */
+export interface TwinRuntime {
+  database: Database;
+  access: TwinAccess;
+  /** Largest batch (entities per batch operation). */
+  maxBatch: number;
+}
+
+/** One NGSI-LD request: who calls, in which tenant, with which @context. */
+export interface TwinCall {
+  call: CallContext;
+  tenant: string;
+  terms: Terms;
+}
+
+const notFound = (id: string): NgsiError => new NgsiError('ResourceNotFound', `No entity ${clip(id)}`);
+
+/** The result of an attribute operation (§5.2.18 UpdateResult), names compacted. */
+export interface UpdateResult {
+  updated: string[];
+  notUpdated: { attributeName: string; reason: string }[];
+}
+
+/** The result of a batch operation (§5.2.16 BatchOperationResult). */
+export interface BatchResult {
+  success: string[];
+  errors: { entityId: string; error: { type: string; title: string; status: number; detail: string } }[];
+  /** Ids created (upsert answers 201 with them when any were created). */
+  created: string[];
+}
+
+// --- Helpers ------------------------------------------------------------------------------------
+
+/** The `location` geometry (default instance, else the first) as GeoJSON text, or null. */
+function locationOf(attrs: Attrs): { geojson: string | null; geometry: unknown } {
+  const list = attrs[LOCATION];
+  const inst = defaultInstance(list) ?? list?.[0];
+  if (inst?.type !== 'GeoProperty' || inst.value === undefined) return { geojson: null, geometry: null };
+  return { geojson: JSON.stringify(inst.value), geometry: inst.value };
+}
+
+const areaCode = (path: string | null): string | null =>
+  path === null ? null : (path.split('/').pop() ?? null);
+
+/** Throws NonexistentTenant unless the tenant exists (the default tenant always does). */
+export async function requireTenant(db: Trx | Database['db'], tenant: string): Promise<void> {
+  if (tenant !== '' && !(await tenantExists(db, tenant)))
+    throw new NgsiError('NonexistentTenant', `No tenant ${clip(tenant)}`);
+}
+
+/** Writes the change's audit record and outbox event in its transaction. */
+async function recordChange(
+  trx: Trx,
+  tc: TwinCall,
+  changes: { action: string; id: string; areaPath: string | null; types: string[]; attributes?: string[] }[],
+): Promise<void> {
+  if (changes.length === 0) return;
+  await recordAudit(
+    trx,
+    tc.call,
+    changes.map((c) => ({
+      action: `twin.entity.${c.action}`,
+      resourceType: 'ngsi-ld-entity',
+      resourceId: c.id,
+      area: areaCode(c.areaPath),
+      details: {
+        tenant: tc.tenant,
+        types: c.types,
+        ...(c.attributes ? { attributes: c.attributes.slice(0, 100) } : {}),
+      },
+    })),
+  );
+  for (const c of changes)
+    await enqueueEvent(trx, {
+      topic: `twin.entity.${c.action}`,
+      payload: {
+        tenant: tc.tenant,
+        id: c.id,
+        types: c.types,
+        ...(c.attributes ? { attributes: c.attributes.slice(0, 200) } : {}),
+      },
+    });
+}
+
+/** A write transaction, with the area index warmed first (see `warmAreas`). */
+async function transact<T>(rt: TwinRuntime, fn: (trx: Trx) => Promise<T>): Promise<T> {
+  await warmAreas(rt.database);
+  return rt.database.transact(fn);
+}
+
+/** Runs a write; a refusal (401/403/404 from authorization) by a known caller is audited. */
+function audit<T>(rt: TwinRuntime, tc: TwinCall, entry: AuditEntry, fn: () => Promise<T>): Promise<T> {
+  return rt.access === 'open' ? fn() : audited(rt.database, tc.call, entry, fn);
+}
+
+/** The stored row for a parsed entity (after `warmAreas`). */
+function entityWrite(rt: TwinRuntime, tc: TwinCall, e: EntityInput, at: Date) {
+  const loc = locationOf(e.attrs);
+  const areaPath = areaPathOf(rt.database, loc.geometry);
+  return {
+    tenant: tc.tenant,
+    id: e.id,
+    types: e.types,
+    scopes: e.scopes ?? null,
+    attrs: e.attrs,
+    location: loc.geojson,
+    areaPath,
+    at,
+  };
+}
+
+/** Rewrites a locked entity with new content, authorizing the old and the new area. */
+async function rewrite(
+  rt: TwinRuntime,
+  trx: Trx,
+  tc: TwinCall,
+  old: StoredEntity,
+  next: { types: string[]; scopes: string[] | null; attrs: Attrs },
+  at: Date,
+): Promise<string | null> {
+  const w = entityWrite(
+    rt,
+    tc,
+    { id: old.id, types: next.types, scopes: next.scopes ?? undefined, attrs: next.attrs },
+    at,
+  );
+  authorizeWrite(rt.access, tc.call, [old.areaPath, w.areaPath]);
+  await updateEntity(trx, w);
+  return w.areaPath;
+}
+
+/** Loads and locks an entity visible to the caller (404 otherwise). */
+async function lockVisible(rt: TwinRuntime, trx: Trx, tc: TwinCall, id: string): Promise<StoredEntity> {
+  await requireTenant(trx, tc.tenant);
+  const old = await findEntity(trx, tc.tenant, id, { forUpdate: true });
+  if (!old || !canRead(rt.access, tc.call, old.areaPath)) throw notFound(id);
+  return old;
+}
+
+const compactNames = (tc: TwinCall, iris: string[]): string[] => iris.map((i) => tc.terms.compact(i));
+
+// --- Single-entity operations ------------------------------------------------------------------
+
+/** Creates an entity (§5.6.1); AlreadyExists when the id is taken. Creates the tenant on first write. */
+export async function createEntity(rt: TwinRuntime, tc: TwinCall, body: unknown): Promise<string> {
+  const at = new Date();
+  const input = parseEntity(body, tc.terms, { now: at.toISOString() });
+  return audit(
+    rt,
+    tc,
+    { action: 'twin.entity.create', resourceType: 'ngsi-ld-entity', resourceId: input.id },
+    async () => {
+      await transact(rt, async (trx) => {
+        const w = entityWrite(rt, tc, input, at);
+        authorizeWrite(rt.access, tc.call, [w.areaPath]);
+        if (tc.tenant !== '') await ensureTenant(trx, tc.tenant);
+        if (!(await insertEntity(trx, w)))
+          throw new NgsiError('AlreadyExists', `Entity ${clip(input.id)} exists already`);
+        await recordChange(trx, tc, [
+          {
+            action: 'create',
+            id: input.id,
+            areaPath: w.areaPath,
+            types: input.types,
+            attributes: compactNames(tc, Object.keys(input.attrs)),
+          },
+        ]);
+      });
+      return input.id;
+    },
+  );
+}
+
+/** Retrieves an entity visible to the caller (§5.7.1); ResourceNotFound otherwise. */
+export async function retrieveEntity(rt: TwinRuntime, tc: TwinCall, id: string): Promise<StoredEntity> {
+  const db = rt.database.db;
+  const e = await findEntity(db, tc.tenant, id);
+  if (!e) {
+    await requireTenant(db, tc.tenant);
+    throw notFound(id);
+  }
+  if (!canRead(rt.access, tc.call, e.areaPath)) throw notFound(id);
+  return e;
+}
+
+/** Deletes an entity (§5.6.6). */
+export async function removeEntity(rt: TwinRuntime, tc: TwinCall, id: string): Promise<void> {
+  await audit(rt, tc, { action: 'twin.entity.delete', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
+    transact(rt, async (trx) => {
+      const old = await lockVisible(rt, trx, tc, id);
+      authorizeWrite(rt.access, tc.call, [old.areaPath]);
+      await deleteEntity(trx, tc.tenant, id);
+      await recordChange(trx, tc, [{ action: 'delete', id, areaPath: old.areaPath, types: old.types }]);
+    }),
+  );
+}
+
+/** Replaces an entity whole (§5.6.18, PUT): new types, scope and attributes; createdAt kept. */
+export async function replaceEntity(rt: TwinRuntime, tc: TwinCall, id: string, body: unknown): Promise<void> {
+  const at = new Date();
+  const input = parseEntity(body, tc.terms, { now: at.toISOString(), id });
+  await audit(rt, tc, { action: 'twin.entity.replace', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
+    transact(rt, async (trx) => {
+      const old = await lockVisible(rt, trx, tc, id);
+      const areaPath = await rewrite(
+        rt,
+        trx,
+        tc,
+        old,
+        { types: input.types, scopes: input.scopes ?? null, attrs: input.attrs },
+        at,
+      );
+      await recordChange(trx, tc, [
+        {
+          action: 'replace',
+          id,
+          areaPath,
+          types: input.types,
+          attributes: compactNames(tc, Object.keys(input.attrs)),
+        },
+      ]);
+    }),
+  );
+}
+
+/** Merges a fragment into an entity (§5.6.17, PATCH): see `mergeAttrs`; types added, scope replaced. */
+export async function mergeEntity(rt: TwinRuntime, tc: TwinCall, id: string, body: unknown): Promise<void> {
+  const at = new Date();
+  const now = at.toISOString();
+  if (!isPlainObject(body)) throw new NgsiError('BadRequestData', 'The fragment must be a JSON object');
+  if (body['id'] !== undefined && body['id'] !== id)
+    throw new NgsiError('BadRequestData', 'id: the body id differs from the id in the URL');
+  const types = body['type'] === undefined ? [] : parseTypes(body['type'], tc.terms);
+  const scopes = body['scope'] === undefined ? undefined : parseScopes(body['scope']);
+  const patch = parseAttributes(body, tc.terms, { now, allowNull: true });
+  await audit(rt, tc, { action: 'twin.entity.merge', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
+    transact(rt, async (trx) => {
+      const old = await lockVisible(rt, trx, tc, id);
+      const attrs = mergeAttrs(old.attrs, patch, now);
+      const nextTypes = [...old.types, ...types.filter((t) => !old.types.includes(t))];
+      const areaPath = await rewrite(
+        rt,
+        trx,
+        tc,
+        old,
+        { types: nextTypes, scopes: scopes ?? old.scopes, attrs },
+        at,
+      );
+      await recordChange(trx, tc, [
+        { action: 'merge', id, areaPath, types: nextTypes, attributes: compactNames(tc, Object.keys(patch)) },
+      ]);
+    }),
+  );
+}
+
+/**
+ * Merge semantics: an attribute set to null is deleted; an instance with the same datasetId as a
+ * stored one is merged into it (members replaced, sub-attributes merged, createdAt kept); other
+ * instances are added.
+ */
+export function mergeAttrs(stored: Attrs, patch: Attrs, now: string): Attrs {
+  const deleted = new Set(Object.entries(patch).flatMap(([iri, list]) => (list.length === 0 ? [iri] : [])));
+  const out: Attrs = Object.fromEntries(Object.entries(stored).filter(([iri]) => !deleted.has(iri)));
+  for (const [iri, instances] of Object.entries(patch)) {
+    if (instances.length === 0) continue;
+    const list = [...(out[iri] ?? [])];
+    for (const inst of instances) {
+      const at = list.findIndex((o) => o.datasetId === inst.datasetId);
+      if (at >= 0) list[at] = mergeInstance(list[at] as Instance, inst, now);
+      else if (inst.datasetId === undefined) list.unshift(inst);
+      else list.push(inst);
+    }
+    out[iri] = list;
+  }
+  return out;
+}
+
+const MAIN_MEMBERS = [
+  'value',
+  'object',
+  'objectType',
+  'languageMap',
+  'vocab',
+  'valueList',
+  'objectList',
+  'json',
+];
+
+/** One instance merged into another: the patch's members win, sub-attributes merge recursively. */
+function mergeInstance(old: Instance, patch: Instance, now: string): Instance {
+  // A change of attribute type drops the old type's value members.
+  const out: Instance =
+    patch.type === old.type
+      ? { ...old }
+      : (Object.fromEntries(Object.entries(old).filter(([k]) => !MAIN_MEMBERS.includes(k))) as Instance);
+  for (const [k, v] of Object.entries(patch)) {
+    if (k === 'createdAt') continue;
+    if (!INSTANCE_MEMBERS.has(k) && isPlainObject(old[k]))
+      out[k] = mergeInstance(old[k] as Instance, v as Instance, now);
+    else out[k] = v;
+  }
+  out.modifiedAt = now;
+  return out;
+}
+
+/** Replaces the stored instance with the same datasetId (createdAt kept) or adds the new one. */
+function putInstances(list: Instance[], instances: Instance[]): Instance[] {
+  const out = [...list];
+  for (const inst of instances) {
+    const at = out.findIndex((o) => o.datasetId === inst.datasetId);
+    if (at >= 0) out[at] = { ...inst, createdAt: (out[at] as Instance).createdAt ?? inst.createdAt };
+    else if (inst.datasetId === undefined) out.unshift(inst);
+    else out.push(inst);
+  }
+  return out;
+}
+
+/**
+ * Appends attributes (§5.6.3, POST …/attrs): new attributes are added; existing ones are
+ * overwritten instance by datasetId unless `noOverwrite`, when they are reported as not updated.
+ */
+export async function appendAttributes(
+  rt: TwinRuntime,
+  tc: TwinCall,
+  id: string,
+  body: unknown,
+  options: { noOverwrite: boolean },
+): Promise<UpdateResult> {
+  const at = new Date();
+  if (!isPlainObject(body)) throw new NgsiError('BadRequestData', 'The fragment must be a JSON object');
+  const patch = parseAttributes(body, tc.terms, { now: at.toISOString() });
+  const types = body['type'] === undefined ? [] : parseTypes(body['type'], tc.terms);
+  return audit(rt, tc, { action: 'twin.entity.append', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
+    transact(rt, async (trx) => {
+      const old = await lockVisible(rt, trx, tc, id);
+      const attrs: Attrs = { ...old.attrs };
+      const result: UpdateResult = { updated: [], notUpdated: [] };
+      for (const [iri, instances] of Object.entries(patch)) {
+        const name = tc.terms.compact(iri);
+        const existing = attrs[iri];
+        if (existing && options.noOverwrite) {
+          const fresh = instances.filter((i) => !existing.some((o) => o.datasetId === i.datasetId));
+          if (fresh.length < instances.length)
+            result.notUpdated.push({
+              attributeName: name,
+              reason: 'The attribute exists and noOverwrite was asked',
+            });
+          if (fresh.length === 0) continue;
+          attrs[iri] = putInstances(existing, fresh);
+        } else attrs[iri] = putInstances(existing ?? [], instances);
+        result.updated.push(name);
+      }
+      const nextTypes = [...old.types, ...types.filter((t) => !old.types.includes(t))];
+      if (result.updated.length > 0 || nextTypes.length !== old.types.length) {
+        const areaPath = await rewrite(rt, trx, tc, old, { types: nextTypes, scopes: old.scopes, attrs }, at);
+        await recordChange(trx, tc, [
+          { action: 'append', id, areaPath, types: nextTypes, attributes: result.updated },
+        ]);
+      }
+      return result;
+    }),
+  );
+}
+
+/**
+ * Updates attributes (§5.6.2, PATCH …/attrs): only attributes (and datasetId instances) that exist
+ * are replaced; the others are reported as not updated.
+ */
+export async function updateAttributes(
+  rt: TwinRuntime,
+  tc: TwinCall,
+  id: string,
+  body: unknown,
+): Promise<UpdateResult> {
+  const at = new Date();
+  if (!isPlainObject(body)) throw new NgsiError('BadRequestData', 'The fragment must be a JSON object');
+  const patch = parseAttributes(body, tc.terms, { now: at.toISOString() });
+  return audit(rt, tc, { action: 'twin.entity.update', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
+    transact(rt, async (trx) => {
+      const old = await lockVisible(rt, trx, tc, id);
+      const attrs: Attrs = { ...old.attrs };
+      const result: UpdateResult = { updated: [], notUpdated: [] };
+      for (const [iri, instances] of Object.entries(patch)) {
+        const name = tc.terms.compact(iri);
+        const existing = attrs[iri];
+        const known = existing
+          ? instances.filter((i) => existing.some((o) => o.datasetId === i.datasetId))
+          : [];
+        if (!existing || known.length === 0) {
+          result.notUpdated.push({
+            attributeName: name,
+            reason: 'The attribute (or this datasetId) does not exist',
+          });
+          continue;
+        }
+        attrs[iri] = putInstances(existing, known);
+        result.updated.push(name);
+      }
+      if (result.updated.length > 0) {
+        const areaPath = await rewrite(rt, trx, tc, old, { types: old.types, scopes: old.scopes, attrs }, at);
+        await recordChange(trx, tc, [
+          { action: 'update', id, areaPath, types: old.types, attributes: result.updated },
+        ]);
+      }
+      return result;
+    }),
+  );
+}
+
+/** The main member each attribute type carries its value in. */
+const MAIN_MEMBER: Record<string, string> = {
+  Property: 'value',
+  GeoProperty: 'value',
+  Relationship: 'object',
+  LanguageProperty: 'languageMap',
+  VocabProperty: 'vocab',
+  ListProperty: 'valueList',
+  ListRelationship: 'objectList',
+  JsonProperty: 'json',
+};
+
+/**
+ * Partial attribute update (§5.6.4, PATCH …/attrs/{attrId}): the members sent replace the stored
+ * instance's (the one with the body's datasetId), sub-attributes merge; ResourceNotFound when the
+ * attribute or that instance does not exist.
+ */
+export async function patchAttribute(
+  rt: TwinRuntime,
+  tc: TwinCall,
+  id: string,
+  attrName: string,
+  body: unknown,
+): Promise<void> {
+  const at = new Date();
+  const now = at.toISOString();
+  if (!isPlainObject(body))
+    throw new NgsiError('BadRequestData', 'The attribute fragment must be a JSON object');
+  const iri = tc.terms.expand(attrName);
+  const datasetId = body['datasetId'];
+  await audit(rt, tc, { action: 'twin.entity.update', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
+    transact(rt, async (trx) => {
+      const old = await lockVisible(rt, trx, tc, id);
+      const list = old.attrs[iri];
+      const index = list?.findIndex((i) => i.datasetId === datasetId) ?? -1;
+      const stored = list?.[index];
+      if (!list || !stored)
+        throw new NgsiError(
+          'ResourceNotFound',
+          `Entity ${clip(id)} has no attribute ${clip(attrName)}${datasetId === undefined ? '' : ` with datasetId ${clip(show(datasetId))}`}`,
+        );
+      // A fragment without its value member (only observedAt, a sub-attribute…) keeps the stored value.
+      const type = typeof body['type'] === 'string' ? body['type'] : stored.type;
+      const main = MAIN_MEMBER[type] ?? 'value';
+      const raw: Record<string, unknown> = { type, ...body };
+      if (!(main in body) && type === stored.type) raw[main] = rawMain(stored, main, tc);
+      const inst = parseInstance(attrName, raw, tc.terms, now);
+      const nextList = [...list];
+      nextList[index] = mergeInstance(stored, inst, now);
+      const attrs = { ...old.attrs, [iri]: nextList };
+      const areaPath = await rewrite(rt, trx, tc, old, { types: old.types, scopes: old.scopes, attrs }, at);
+      await recordChange(trx, tc, [
+        { action: 'update', id, areaPath, types: old.types, attributes: [attrName] },
+      ]);
+    }),
+  );
+}
+
+/** A stored main member in the shape `parseInstance` accepts (vocab compacted back to terms). */
+function rawMain(stored: Instance, main: string, tc: TwinCall): unknown {
+  if (main === 'vocab') {
+    const v = stored.vocab;
+    return Array.isArray(v) ? v.map((x) => tc.terms.compact(x)) : tc.terms.compact(v ?? '');
+  }
+  if (main === 'objectList') return stored.objectList;
+  return stored[main];
+}
+
+/** Replaces an attribute whole (§5.6.19, PUT …/attrs/{attrId}); ResourceNotFound if it does not exist. */
+export async function replaceAttribute(
+  rt: TwinRuntime,
+  tc: TwinCall,
+  id: string,
+  attrName: string,
+  body: unknown,
+): Promise<void> {
+  const at = new Date();
+  const iri = tc.terms.expand(attrName);
+  if (isPlainObject(body)) delete body['@context'];
+  const instances = parseAttribute(attrName, body, tc.terms, at.toISOString());
+  await audit(rt, tc, { action: 'twin.entity.update', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
+    transact(rt, async (trx) => {
+      const old = await lockVisible(rt, trx, tc, id);
+      if (!old.attrs[iri])
+        throw new NgsiError('ResourceNotFound', `Entity ${clip(id)} has no attribute ${clip(attrName)}`);
+      const attrs = { ...old.attrs, [iri]: instances };
+      const areaPath = await rewrite(rt, trx, tc, old, { types: old.types, scopes: old.scopes, attrs }, at);
+      await recordChange(trx, tc, [
+        { action: 'update', id, areaPath, types: old.types, attributes: [attrName] },
+      ]);
+    }),
+  );
+}
+
+/**
+ * Deletes an attribute (§5.6.5): its default instance, the instance of `datasetId`, or all
+ * instances with `deleteAll`; ResourceNotFound when there is nothing to delete.
+ */
+export async function deleteAttribute(
+  rt: TwinRuntime,
+  tc: TwinCall,
+  id: string,
+  attrName: string,
+  options: { datasetId?: string | undefined; deleteAll: boolean },
+): Promise<void> {
+  const at = new Date();
+  const iri = tc.terms.expand(attrName);
+  await audit(rt, tc, { action: 'twin.entity.update', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
+    transact(rt, async (trx) => {
+      const old = await lockVisible(rt, trx, tc, id);
+      const list = old.attrs[iri];
+      const keep = options.deleteAll ? [] : (list ?? []).filter((i) => i.datasetId !== options.datasetId);
+      if (!list || keep.length === list.length)
+        throw new NgsiError(
+          'ResourceNotFound',
+          `Entity ${clip(id)} has no attribute ${clip(attrName)}${options.datasetId === undefined ? '' : ` with datasetId ${clip(options.datasetId)}`}`,
+        );
+      const attrs = Object.fromEntries(Object.entries(old.attrs).filter(([k]) => k !== iri));
+      if (keep.length > 0) attrs[iri] = keep;
+      const areaPath = await rewrite(rt, trx, tc, old, { types: old.types, scopes: old.scopes, attrs }, at);
+      await recordChange(trx, tc, [
+        { action: 'update', id, areaPath, types: old.types, attributes: [attrName] },
+      ]);
+    }),
+  );
+}
+
+// --- Batch operations (§5.6.7–5.6.10, §5.6.20) ---------------------------------------------------
+
+export type BatchKind = 'create' | 'upsert' | 'update' | 'delete' | 'merge';
+
+const problemOf = (e: NgsiError) => ({
+  type: `${NGSI_ERROR_BASE}${e.type}`,
+  title: e.type,
+  status: e.status,
+  detail: e.detail,
+});
+
+/** An error about one batch member: only NGSI-LD refusals are per entity; anything else fails the batch. */
+function memberError(e: unknown): NgsiError {
+  if (e instanceof NgsiError) return e;
+  const status = (e as { status?: unknown }).status;
+  if (status === 404) return new NgsiError('ResourceNotFound', (e as Error).message);
+  if (status === 403) return new NgsiError('Forbidden', (e as Error).message);
+  if (status === 401) return new NgsiError('Unauthorized', (e as Error).message);
+  throw e;
+}
+
+/**
+ * Runs a batch in one transaction. Each member is validated and applied on its own; a member's
+ * refusal is reported in `errors` and leaves the others in place (members are applied under a
+ * savepoint each, so a refused one leaves nothing behind).
+ */
+export async function batchOperation(
+  rt: TwinRuntime,
+  tc: TwinCall,
+  kind: BatchKind,
+  body: unknown,
+  options: { upsertMode: 'replace' | 'update'; noOverwrite: boolean },
+): Promise<BatchResult> {
+  if (!Array.isArray(body)) throw new NgsiError('BadRequestData', 'A batch operation takes a JSON array');
+  if (body.length === 0) throw new NgsiError('BadRequestData', 'The batch is empty');
+  if (body.length > rt.maxBatch)
+    throw new NgsiError(
+      'BadRequestData',
+      `A batch holds at most ${rt.maxBatch} entities (got ${body.length})`,
+    );
+  const at = new Date();
+  const now = at.toISOString();
+  const result: BatchResult = { success: [], errors: [], created: [] };
+  const fail = (entityId: string, e: unknown) =>
+    result.errors.push({ entityId, error: problemOf(memberError(e)) });
+
+  // Parse everything first: most refusals cost no database work.
+  type Member = {
+    id: string;
+    input?: EntityInput;
+    patch?: Attrs;
+    types?: string[];
+    scopes?: string[] | undefined;
+  };
+  const members: Member[] = [];
+  const seen = new Set<string>();
+  for (const [i, raw] of (body as unknown[]).entries()) {
+    const rawId = kind === 'delete' ? raw : isPlainObject(raw) ? (raw['id'] ?? raw['@id']) : undefined;
+    const entityId = typeof rawId === 'string' ? rawId : `[${i}]`;
+    try {
+      if (kind === 'delete') {
+        if (typeof raw !== 'string')
+          throw new NgsiError('BadRequestData', `[${i}]: a batch delete lists entity ids`);
+        members.push({ id: checkEntityId(raw, `[${i}]`) });
+      } else if (kind === 'create' || (kind === 'upsert' && options.upsertMode === 'replace')) {
+        const input = parseEntity(raw, tc.terms, { now });
+        members.push({ id: input.id, input });
+      } else {
+        const input = parseEntity(raw, tc.terms, { now, requireType: kind !== 'upsert' ? false : true });
+        const patch = parseAttributes(raw as Record<string, unknown>, tc.terms, {
+          now,
+          allowNull: kind === 'merge',
+        });
+        members.push({ id: input.id, input, patch, types: input.types, scopes: input.scopes });
+      }
+      const last = members[members.length - 1] as Member;
+      if (seen.has(last.id)) {
+        members.pop();
+        throw new NgsiError('BadRequestData', `Entity ${clip(last.id)} appears more than once in the batch`);
+      }
+      seen.add(last.id);
+    } catch (e) {
+      fail(entityId, e);
+    }
+  }
+  if (members.length === 0) return result;
+
+  await transact(rt, async (trx) => {
+    const creates = kind === 'create' || kind === 'upsert';
+    if (creates && tc.tenant !== '') await ensureTenant(trx, tc.tenant);
+    else await requireTenant(trx, tc.tenant);
+    const changes: Parameters<typeof recordChange>[2] = [];
+    for (const m of members) {
+      try {
+        await savepoint(trx, async () => {
+          const change = await applyMember(rt, trx, tc, kind, m, at, options, result);
+          if (change) changes.push(change);
+        });
+        result.success.push(m.id);
+      } catch (e) {
+        fail(m.id, e);
+      }
+    }
+    await recordChange(trx, tc, changes);
+  });
+  return result;
+}
+
+/** Runs `fn` under a savepoint: its writes roll back alone when it throws. */
+async function savepoint(trx: Trx, fn: () => Promise<void>): Promise<void> {
+  await sql`savepoint batch_member`.execute(trx);
+  try {
+    await fn();
+    await sql`release savepoint batch_member`.execute(trx);
+  } catch (e) {
+    await sql`rollback to savepoint batch_member`.execute(trx);
+    throw e;
+  }
+}
+
+async function applyMember(
+  rt: TwinRuntime,
+  trx: Trx,
+  tc: TwinCall,
+  kind: BatchKind,
+  m: { id: string; input?: EntityInput; patch?: Attrs; types?: string[]; scopes?: string[] | undefined },
+  at: Date,
+  options: { upsertMode: 'replace' | 'update'; noOverwrite: boolean },
+  result: BatchResult,
+): Promise<
+  { action: string; id: string; areaPath: string | null; types: string[]; attributes?: string[] } | undefined
+> {
+  const now = at.toISOString();
+  if (kind === 'delete') {
+    const old = await findEntity(trx, tc.tenant, m.id, { forUpdate: true });
+    if (!old || !canRead(rt.access, tc.call, old.areaPath)) throw notFound(m.id);
+    authorizeWrite(rt.access, tc.call, [old.areaPath]);
+    await deleteEntity(trx, tc.tenant, m.id);
+    return { action: 'delete', id: m.id, areaPath: old.areaPath, types: old.types };
+  }
+  const input = m.input as EntityInput;
+  const old = await findEntity(trx, tc.tenant, m.id, { forUpdate: true });
+  const visible = old !== undefined && canRead(rt.access, tc.call, old.areaPath);
+  const attributes = compactNames(tc, Object.keys(input.attrs));
+  if (kind === 'create' || (kind === 'upsert' && !visible)) {
+    if (old)
+      throw visible || rt.access === 'open'
+        ? new NgsiError('AlreadyExists', `Entity ${clip(m.id)} exists already`)
+        : notFound(m.id);
+    const w = entityWrite(rt, tc, input, at);
+    authorizeWrite(rt.access, tc.call, [w.areaPath]);
+    if (!(await insertEntity(trx, w)))
+      throw new NgsiError('AlreadyExists', `Entity ${clip(m.id)} exists already`);
+    result.created.push(m.id);
+    return { action: 'create', id: m.id, areaPath: w.areaPath, types: input.types, attributes };
+  }
+  if (!old || !visible) throw notFound(m.id);
+  let next: { types: string[]; scopes: string[] | null; attrs: Attrs };
+  const addTypes = (types: string[]) => [...old.types, ...types.filter((t) => !old.types.includes(t))];
+  if (kind === 'upsert' && options.upsertMode === 'replace') {
+    next = { types: input.types, scopes: input.scopes ?? null, attrs: input.attrs };
+  } else if (kind === 'merge') {
+    next = {
+      types: addTypes(m.types ?? []),
+      scopes: m.scopes ?? old.scopes,
+      attrs: mergeAttrs(old.attrs, m.patch ?? {}, now),
+    };
+  } else {
+    // update, and upsert with options=update: append semantics (overwrite unless noOverwrite).
+    const attrs: Attrs = { ...old.attrs };
+    for (const [iri, instances] of Object.entries(m.patch ?? {})) {
+      const existing = attrs[iri];
+      if (existing && options.noOverwrite) continue;
+      attrs[iri] = putInstances(existing ?? [], instances);
+    }
+    next = { types: addTypes(m.types ?? []), scopes: m.scopes ?? old.scopes, attrs };
+  }
+  const areaPath = await rewrite(rt, trx, tc, old, next, at);
+  return {
+    action: kind === 'merge' ? 'merge' : kind === 'upsert' ? 'replace' : 'update',
+    id: m.id,
+    areaPath,
+    types: next.types,
+    attributes,
+  };
+}

@@ -1,0 +1,630 @@
+/**
+ * The NGSI-LD API (ETSI GS CIM 009 v1.8) under `/ngsi-ld/v1`: thin routes over the twin services,
+ * in a Fastify scope of their own with the NGSI-LD body parsers (JSON and JSON-LD, strict UTF-8),
+ * content negotiation (JSON, JSON-LD, GeoJSON), the `@context` rules of §6.3.5, the
+ * `NGSILD-Tenant` header, and errors as NGSI-LD ProblemDetails.
+ */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import { toAppError, type HttpServer } from '../kernel/index.ts';
+import { callContext, type TrustRuntime } from '../trust/index.ts';
+import { SECURED } from '../trust/context.ts';
+import { authorizeAdmin } from './access.ts';
+import { attributeDetails, attributeList, typeInformation, typeList } from './discovery.service.ts';
+import { clip, isPlainObject, type Terms } from './entity.model.ts';
+import {
+  specFromBody,
+  specFromQuery,
+  runQuery,
+  parseOptions,
+  param,
+  type QuerySpec,
+} from './entity.query.ts';
+import { renderEntity, toFeature, type EntityRecord, type RenderOptions } from './entity.render.ts';
+import {
+  appendAttributes,
+  batchOperation,
+  createEntity,
+  deleteAttribute,
+  LOCATION,
+  mergeEntity,
+  patchAttribute,
+  removeEntity,
+  replaceAttribute,
+  replaceEntity,
+  retrieveEntity,
+  updateAttributes,
+  type BatchKind,
+  type TwinCall,
+  type TwinRuntime,
+  type UpdateResult,
+} from './entity.service.ts';
+import { NgsiError, NGSI_ERROR_BASE, type NgsiErrorType } from './errors.ts';
+import {
+  CORE_CONTEXT_URL,
+  linkHeaderFor,
+  requestContextValue,
+  type ContextResolver,
+  type LdContext,
+} from './ldcontext.ts';
+import { registerContextRoutes } from './contexts.routes.ts';
+
+export const NGSI_PREFIX = '/ngsi-ld/v1';
+
+export interface NgsiRuntime extends TwinRuntime {
+  trust: TrustRuntime;
+  contexts: ContextResolver;
+  bodyLimitBytes: number;
+}
+
+const TENANT = /^[A-Za-z0-9_-]{1,64}$/;
+const JSON_TYPE = 'application/json';
+const LD_TYPE = 'application/ld+json';
+const GEO_TYPE = 'application/geo+json';
+
+/** The `NGSILD-Tenant` header ('' = the default tenant). */
+function tenantOf(request: FastifyRequest): string {
+  const raw = request.headers['ngsild-tenant'];
+  if (raw === undefined) return '';
+  const value = Array.isArray(raw) ? raw[0] : raw;
+  if (value === undefined || value === '') return '';
+  if (!TENANT.test(value))
+    throw new NgsiError('BadRequestData', 'NGSILD-Tenant: 1 to 64 letters, digits, "_" or "-"');
+  return value;
+}
+
+/** The media type of the request body, without parameters. */
+function contentTypeOf(request: FastifyRequest): string | undefined {
+  const raw = request.headers['content-type'];
+  return raw?.split(';')[0]?.trim().toLowerCase();
+}
+
+/** Which representation the client accepts: JSON, JSON-LD or (where allowed) GeoJSON; 406 otherwise. */
+function negotiate(request: FastifyRequest, options: { geo: boolean }): string {
+  const raw = request.headers.accept;
+  if (raw === undefined || raw.trim() === '') return JSON_TYPE;
+  const offers = raw
+    .split(',')
+    .map((part) => {
+      const [type = '', ...params] = part.split(';').map((s) => s.trim().toLowerCase());
+      const qParam = params.find((p) => p.startsWith('q='));
+      return { type, q: qParam ? Number(qParam.slice(2)) : 1 };
+    })
+    .filter((o) => o.q > 0)
+    .sort((a, b) => b.q - a.q);
+  for (const o of offers) {
+    if (o.type === JSON_TYPE || o.type === LD_TYPE) return o.type;
+    if (o.type === GEO_TYPE && options.geo) return GEO_TYPE;
+    if (o.type === '*/*' || o.type === 'application/*') return JSON_TYPE;
+  }
+  throw new NgsiError(
+    'NotAcceptable',
+    `Accept: this endpoint answers ${options.geo ? 'application/json, application/ld+json or application/geo+json' : 'application/json or application/ld+json'}`,
+  );
+}
+
+/** Resolves who calls, in which tenant, with which @context (the §6.3.5 rules). */
+async function twinCall(
+  rt: NgsiRuntime,
+  request: FastifyRequest,
+): Promise<TwinCall & { context: LdContext }> {
+  const tenant = tenantOf(request);
+  const value = requestContextValue({
+    method: request.method,
+    contentType: contentTypeOf(request),
+    linkHeader: request.headers.link,
+    body: request.body,
+  });
+  // A batch carries one context per member; the members share the first (they are checked alike).
+  const first = Array.isArray(value) && Array.isArray(request.body) ? (value as unknown[])[0] : value;
+  const [call, context] = await Promise.all([callContext(rt.trust, request), rt.contexts.resolve(first)]);
+  return { call, tenant, terms: context, context };
+}
+
+/** Strips `@context` from a JSON-LD body (it was resolved already). */
+function withoutContext(body: unknown): unknown {
+  if (isPlainObject(body) && '@context' in body) {
+    const { ['@context']: _ctx, ...rest } = body;
+    return rest;
+  }
+  return body;
+}
+
+/** The context to send back: the request's own sources, or the core context. */
+function responseContext(context: LdContext): unknown {
+  if (context.isCoreOnly) return CORE_CONTEXT_URL;
+  const sources = context.sources;
+  return sources.length === 1 ? sources[0] : sources;
+}
+
+/** Sends a JSON body in the negotiated representation, with @context in the body or a Link header. */
+function sendBody(
+  reply: FastifyReply,
+  media: string,
+  context: LdContext,
+  body: unknown,
+  options: { links?: string[] } = {},
+): FastifyReply {
+  const links = options.links ?? [];
+  if (media === LD_TYPE) {
+    const ctx = responseContext(context);
+    const withCtx = Array.isArray(body)
+      ? body.map((b: unknown) => (isPlainObject(b) ? { '@context': ctx, ...b } : b))
+      : isPlainObject(body)
+        ? { '@context': ctx, ...body }
+        : body;
+    if (links.length > 0) void reply.header('link', links.join(', '));
+    return reply.type(LD_TYPE).send(JSON.stringify(withCtx));
+  }
+  // Pagination links join the context link in one header (RFC 8288 allows a list).
+  void reply.header('link', [linkHeaderFor(linkUrl(context)), ...links].join(', '));
+  return reply.type(media === GEO_TYPE ? GEO_TYPE : JSON_TYPE).send(JSON.stringify(body));
+}
+
+/** The URL for a Link header: the first user context that is a URL, else the core context. */
+function linkUrl(context: LdContext): string {
+  if (context.isCoreOnly) return CORE_CONTEXT_URL;
+  const url = context.sources.find((s): s is string => typeof s === 'string');
+  return url ?? CORE_CONTEXT_URL;
+}
+
+/** Render options from a query spec (or retrieve parameters). */
+function renderOptions(
+  spec: Pick<QuerySpec, 'format' | 'sysAttrs' | 'lang' | 'attrs' | 'pick' | 'omit'>,
+  terms: Terms,
+): RenderOptions {
+  const expand = (names: string[] | undefined, special: boolean) =>
+    names === undefined
+      ? undefined
+      : new Set(
+          names.filter((n) => !special || !['id', 'type', 'scope'].includes(n)).map((n) => terms.expand(n)),
+        );
+  const keep = spec.pick ? expand(spec.pick, true) : expand(spec.attrs, false);
+  return {
+    format: spec.format,
+    sysAttrs: spec.sysAttrs,
+    lang: spec.lang,
+    keepAttrs: keep,
+    dropAttrs: expand(spec.omit, true),
+    keepId: spec.pick ? spec.pick.includes('id') : !spec.omit?.includes('id'),
+    keepType: spec.pick ? spec.pick.includes('type') : !spec.omit?.includes('type'),
+    keepScope: spec.pick ? spec.pick.includes('scope') : !spec.omit?.includes('scope'),
+  };
+}
+
+/** Path parameters (their schemas are in each route's `params`). */
+const params = (request: FastifyRequest) =>
+  request.params as { entityId: string; attrId: string; type: string };
+
+const entityPath = (id: string) => `${NGSI_PREFIX}/entities/${encodeURIComponent(id)}`;
+
+function sendUpdateResult(reply: FastifyReply, result: UpdateResult): FastifyReply {
+  if (result.notUpdated.length === 0) return reply.code(204).send();
+  return reply.code(207).type(JSON_TYPE).send(JSON.stringify(result));
+}
+
+/** `?a=b&c=d` with one parameter replaced (for pagination Link headers). */
+function pageUrl(request: FastifyRequest, changes: Record<string, string | undefined>): string {
+  const url = new URL(request.url, 'http://x');
+  for (const [k, v] of Object.entries(changes)) {
+    if (v === undefined) url.searchParams.delete(k);
+    else url.searchParams.set(k, v);
+  }
+  return `${url.pathname}${url.search}`;
+}
+
+const QUERY_DESCRIPTION =
+  'NGSI-LD query parameters (id, idPattern, type, attrs, pick, omit, q, georel, geometry, coordinates, geoproperty, geometryProperty, scopeQ, lang, limit, offset, count, options, format; `after` continues a page by keyset)';
+
+/** Registers the NGSI-LD API. */
+export async function registerNgsiRoutes(app: HttpServer, rt: NgsiRuntime): Promise<void> {
+  await app.register(
+    async (plain) => {
+      const scope = plain.withTypeProvider<TypeBoxTypeProvider>();
+      // NGSI-LD bodies: JSON or JSON-LD (and merge-patch for PATCH), strictly UTF-8.
+      scope.removeAllContentTypeParsers();
+      scope.addContentTypeParser(
+        [JSON_TYPE, LD_TYPE, 'application/merge-patch+json'],
+        { parseAs: 'buffer', bodyLimit: rt.bodyLimitBytes },
+        (_request, body: Buffer, done) => {
+          try {
+            done(null, parseJsonBody(body));
+          } catch (e) {
+            done(e as Error, undefined);
+          }
+        },
+      );
+      scope.setErrorHandler((error, request, reply) => sendNgsiError(request, reply, error));
+      scope.setNotFoundHandler((request, reply) =>
+        sendNgsiError(
+          request,
+          reply,
+          new NgsiError(
+            'ResourceNotFound',
+            `No endpoint ${request.method} ${request.url.split('?')[0] ?? ''}`,
+          ),
+        ),
+      );
+
+      const doc = (summary: string, extra: Record<string, unknown> = {}) => ({
+        tags: ['ngsi-ld'],
+        summary,
+        security: [...SECURED, {}],
+        ...extra,
+      });
+      const looseQuery = Type.Record(Type.String(), Type.Unknown(), { description: QUERY_DESCRIPTION });
+      const idParam = Type.Object({ entityId: Type.String({ maxLength: 2048 }) });
+      const attrParam = Type.Object({
+        entityId: Type.String({ maxLength: 2048 }),
+        attrId: Type.String({ maxLength: 2048 }),
+      });
+
+      // --- Entities ---------------------------------------------------------------------------
+      scope.post('/entities', { schema: doc('Create entity (§5.6.1)') }, async (request, reply) => {
+        const tc = await twinCall(rt, request);
+        const id = await createEntity(rt, tc, withoutContext(request.body));
+        if (tc.tenant !== '') void reply.header('ngsild-tenant', tc.tenant);
+        return reply.code(201).header('location', entityPath(id)).send();
+      });
+
+      scope.get(
+        '/entities',
+        { schema: doc('Query entities (§5.7.2)', { querystring: looseQuery }) },
+        async (request, reply) => {
+          const media = negotiate(request, { geo: true });
+          const tc = await twinCall(rt, request);
+          const spec = specFromQuery(request.query as Record<string, unknown>);
+          return sendQuery(rt, request, reply, tc, spec, media);
+        },
+      );
+
+      scope.get(
+        '/entities/:entityId',
+        { schema: doc('Retrieve entity (§5.7.1)', { params: idParam, querystring: looseQuery }) },
+        async (request, reply) => {
+          const media = negotiate(request, { geo: true });
+          const tc = await twinCall(rt, request);
+          const query = request.query as Record<string, unknown>;
+          const { format, sysAttrs } = parseOptions(query);
+          const spec = specFromQuery({ ...query, limit: undefined, offset: undefined });
+          const e = await retrieveEntity(rt, tc, params(request).entityId);
+          const typeFilter = param(query, 'type');
+          if (typeFilter !== undefined) {
+            const wanted = typeFilter.split(',').map((t) => tc.terms.expand(t.trim()));
+            if (!wanted.some((t) => e.types.includes(t)))
+              throw new NgsiError('ResourceNotFound', `No entity ${clip(e.id)} of type ${clip(typeFilter)}`);
+          }
+          const options = renderOptions({ ...spec, format, sysAttrs }, tc.terms);
+          const rendered = renderEntity(e, tc.terms, options);
+          if (media === GEO_TYPE)
+            return sendBody(reply, media, tc.context, toFeature(e, rendered, geometryIri(tc.terms, spec)));
+          return sendBody(reply, media, tc.context, rendered);
+        },
+      );
+
+      scope.delete(
+        '/entities/:entityId',
+        { schema: doc('Delete entity (§5.6.6)', { params: idParam }) },
+        async (request, reply) => {
+          const tc = await twinCall(rt, request);
+          await removeEntity(rt, tc, params(request).entityId);
+          return reply.code(204).send();
+        },
+      );
+
+      scope.put(
+        '/entities/:entityId',
+        { schema: doc('Replace entity (§5.6.18)', { params: idParam }) },
+        async (request, reply) => {
+          const tc = await twinCall(rt, request);
+          await replaceEntity(rt, tc, params(request).entityId, withoutContext(request.body));
+          return reply.code(204).send();
+        },
+      );
+
+      scope.patch(
+        '/entities/:entityId',
+        { schema: doc('Merge entity (§5.6.17)', { params: idParam }) },
+        async (request, reply) => {
+          const tc = await twinCall(rt, request);
+          await mergeEntity(rt, tc, params(request).entityId, withoutContext(request.body));
+          return reply.code(204).send();
+        },
+      );
+
+      // --- Attributes -------------------------------------------------------------------------
+      scope.post(
+        '/entities/:entityId/attrs',
+        { schema: doc('Append entity attributes (§5.6.3)', { params: idParam, querystring: looseQuery }) },
+        async (request, reply) => {
+          const tc = await twinCall(rt, request);
+          const { flags } = parseOptions(request.query as Record<string, unknown>);
+          const result = await appendAttributes(
+            rt,
+            tc,
+            params(request).entityId,
+            withoutContext(request.body),
+            {
+              noOverwrite: flags.has('noOverwrite'),
+            },
+          );
+          return sendUpdateResult(reply, result);
+        },
+      );
+
+      scope.patch(
+        '/entities/:entityId/attrs',
+        { schema: doc('Update entity attributes (§5.6.2)', { params: idParam }) },
+        async (request, reply) => {
+          const tc = await twinCall(rt, request);
+          const result = await updateAttributes(
+            rt,
+            tc,
+            params(request).entityId,
+            withoutContext(request.body),
+          );
+          return sendUpdateResult(reply, result);
+        },
+      );
+
+      scope.patch(
+        '/entities/:entityId/attrs/:attrId',
+        { schema: doc('Partial attribute update (§5.6.4)', { params: attrParam }) },
+        async (request, reply) => {
+          const tc = await twinCall(rt, request);
+          await patchAttribute(
+            rt,
+            tc,
+            params(request).entityId,
+            params(request).attrId,
+            withoutContext(request.body),
+          );
+          return reply.code(204).send();
+        },
+      );
+
+      scope.put(
+        '/entities/:entityId/attrs/:attrId',
+        { schema: doc('Replace attribute (§5.6.19)', { params: attrParam }) },
+        async (request, reply) => {
+          const tc = await twinCall(rt, request);
+          await replaceAttribute(
+            rt,
+            tc,
+            params(request).entityId,
+            params(request).attrId,
+            withoutContext(request.body),
+          );
+          return reply.code(204).send();
+        },
+      );
+
+      scope.delete(
+        '/entities/:entityId/attrs/:attrId',
+        { schema: doc('Delete attribute (§5.6.5)', { params: attrParam, querystring: looseQuery }) },
+        async (request, reply) => {
+          const tc = await twinCall(rt, request);
+          const query = request.query as Record<string, unknown>;
+          const deleteAll = param(query, 'deleteAll');
+          if (deleteAll !== undefined && deleteAll !== 'true' && deleteAll !== 'false')
+            throw new NgsiError('BadRequestData', 'deleteAll: true or false');
+          await deleteAttribute(rt, tc, params(request).entityId, params(request).attrId, {
+            datasetId: param(query, 'datasetId'),
+            deleteAll: deleteAll === 'true',
+          });
+          return reply.code(204).send();
+        },
+      );
+
+      // --- Batch operations -------------------------------------------------------------------
+      const batch = (kind: BatchKind, summary: string) =>
+        scope.post(
+          `/entityOperations/${kind}`,
+          { schema: doc(summary, { querystring: looseQuery }) },
+          async (request, reply) => {
+            const tc = await twinCall(rt, request);
+            const { flags } = parseOptions(request.query as Record<string, unknown>);
+            if (flags.has('update') && flags.has('replace'))
+              throw new NgsiError('BadRequestData', 'options: update and replace exclude each other');
+            const body = Array.isArray(request.body) ? request.body.map(withoutContext) : request.body;
+            const result = await batchOperation(rt, tc, kind, body, {
+              upsertMode: flags.has('update') ? 'update' : 'replace',
+              noOverwrite: flags.has('noOverwrite'),
+            });
+            if (result.errors.length > 0)
+              return reply
+                .code(207)
+                .type(JSON_TYPE)
+                .send(JSON.stringify({ success: result.success, errors: result.errors }));
+            if (kind === 'create')
+              return reply.code(201).type(JSON_TYPE).send(JSON.stringify(result.success));
+            if (kind === 'upsert' && result.created.length > 0)
+              return reply.code(201).type(JSON_TYPE).send(JSON.stringify(result.created));
+            return reply.code(204).send();
+          },
+        );
+      batch('create', 'Batch entity creation (§5.6.7)');
+      batch('upsert', 'Batch entity upsert (§5.6.8)');
+      batch('update', 'Batch entity update (§5.6.9)');
+      batch('delete', 'Batch entity deletion (§5.6.10)');
+      batch('merge', 'Batch entity merge (§5.6.20)');
+
+      scope.post(
+        '/entityOperations/query',
+        { schema: doc('Query entities by POST (§5.7.2, §6.23)', { querystring: looseQuery }) },
+        async (request, reply) => {
+          const media = negotiate(request, { geo: true });
+          const tc = await twinCall(rt, request);
+          const spec = specFromBody(withoutContext(request.body), request.query as Record<string, unknown>);
+          return sendQuery(rt, request, reply, tc, spec, media);
+        },
+      );
+
+      // --- Discovery (§5.7.5–5.7.8) ------------------------------------------------------------
+      scope.get(
+        '/types',
+        { schema: doc('Retrieve available entity types (§5.7.5, §5.7.6)', { querystring: looseQuery }) },
+        async (request, reply) => {
+          const media = negotiate(request, { geo: false });
+          const tc = await twinCall(rt, request);
+          const details = param(request.query as Record<string, unknown>, 'details') === 'true';
+          return sendBody(reply, media, tc.context, await typeList(rt, tc, details));
+        },
+      );
+      scope.get(
+        '/types/:type',
+        {
+          schema: doc('Details of an entity type (§5.7.7)', { params: Type.Object({ type: Type.String() }) }),
+        },
+        async (request, reply) => {
+          const media = negotiate(request, { geo: false });
+          const tc = await twinCall(rt, request);
+          return sendBody(reply, media, tc.context, await typeInformation(rt, tc, params(request).type));
+        },
+      );
+      scope.get(
+        '/attributes',
+        { schema: doc('Retrieve available attributes (§5.7.8, §5.7.9)', { querystring: looseQuery }) },
+        async (request, reply) => {
+          const media = negotiate(request, { geo: false });
+          const tc = await twinCall(rt, request);
+          const details = param(request.query as Record<string, unknown>, 'details') === 'true';
+          return sendBody(reply, media, tc.context, await attributeList(rt, tc, details));
+        },
+      );
+      scope.get(
+        '/attributes/:attrId',
+        {
+          schema: doc('Details of an attribute (§5.7.10)', {
+            params: Type.Object({ attrId: Type.String() }),
+          }),
+        },
+        async (request, reply) => {
+          const media = negotiate(request, { geo: false });
+          const tc = await twinCall(rt, request);
+          return sendBody(reply, media, tc.context, await attributeDetails(rt, tc, params(request).attrId));
+        },
+      );
+
+      registerContextRoutes(scope as unknown as HttpServer, rt, {
+        admin: async (request) => {
+          const call = await callContext(rt.trust, request);
+          authorizeAdmin(rt.access, call);
+          return call;
+        },
+        doc,
+      });
+    },
+    { prefix: NGSI_PREFIX },
+  );
+}
+
+function geometryIri(terms: Terms, spec: Pick<QuerySpec, 'geometryProperty'>): string {
+  return spec.geometryProperty === undefined ? LOCATION : terms.expand(spec.geometryProperty);
+}
+
+/** Runs a query and sends the page with the count header and pagination links. */
+async function sendQuery(
+  rt: NgsiRuntime,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  tc: TwinCall & { context: LdContext },
+  spec: QuerySpec,
+  media: string,
+): Promise<FastifyReply> {
+  const page = await runQuery(rt, tc, spec);
+  if (page.count !== undefined) void reply.header('ngsild-results-count', String(page.count));
+  const links: string[] = [];
+  if (page.lastId !== undefined && request.method === 'GET')
+    links.push(
+      `<${pageUrl(request, { after: page.lastId, offset: String(spec.offset + spec.limit) })}>; rel="next"`,
+    );
+  if (spec.offset > 0 && spec.after === undefined && request.method === 'GET')
+    links.push(
+      `<${pageUrl(request, { offset: String(Math.max(0, spec.offset - spec.limit)), after: undefined })}>; rel="prev"`,
+    );
+  const options = renderOptions(spec, tc.terms);
+  const rendered = page.entities.map((e: EntityRecord) => renderEntity(e, tc.terms, options));
+  const body =
+    media === GEO_TYPE
+      ? {
+          type: 'FeatureCollection',
+          features: page.entities.map((e, i) =>
+            toFeature(e, rendered[i] as Record<string, unknown>, geometryIri(tc.terms, spec)),
+          ),
+        }
+      : rendered;
+  return sendBody(reply, media, tc.context, body, { links });
+}
+
+/** Strict body parsing: valid UTF-8 and JSON, or InvalidRequest. */
+export function parseJsonBody(body: Buffer): unknown {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(body);
+  } catch {
+    throw new NgsiError('InvalidRequest', 'The body is not valid UTF-8');
+  }
+  if (text.trim() === '') throw new NgsiError('InvalidRequest', 'The body is empty');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new NgsiError('InvalidRequest', 'The body is not valid JSON');
+  }
+}
+
+/** Kernel error codes → NGSI-LD error types. */
+const BY_CODE: Record<string, NgsiErrorType> = {
+  'malformed-json': 'InvalidRequest',
+  'validation-failed': 'BadRequestData',
+  'bad-request': 'BadRequestData',
+  unauthorized: 'Unauthorized',
+  forbidden: 'Forbidden',
+  'not-found': 'ResourceNotFound',
+  'route-not-found': 'ResourceNotFound',
+  'method-not-allowed': 'MethodNotAllowed',
+  conflict: 'Conflict',
+  'payload-too-large': 'PayloadTooLarge',
+  'unsupported-media-type': 'UnsupportedMediaType',
+  unprocessable: 'BadRequestData',
+  'too-many-requests': 'ServiceUnavailable',
+};
+
+/** Renders any error as an NGSI-LD ProblemDetails (§5.5.2); server faults never show their text. */
+export function sendNgsiError(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
+  let ngsi: NgsiError;
+  let retryAfter: number | undefined;
+  if (error instanceof NgsiError) ngsi = error;
+  else {
+    const app = toAppError(error);
+    retryAfter = app.retryAfter;
+    const type: NgsiErrorType =
+      BY_CODE[app.code] ??
+      (app.status >= 500 ? (app.status === 503 ? 'ServiceUnavailable' : 'InternalError') : 'BadRequestData');
+    ngsi = new NgsiError(
+      type,
+      app.status >= 500 && app.status !== 503 ? 'Internal error' : (app.detail ?? app.spec.title),
+      {
+        cause: error,
+      },
+    );
+  }
+  if (ngsi.status >= 500 && ngsi.type !== 'LdContextNotAvailable')
+    request.log.error({ err: error, type: ngsi.type }, 'NGSI-LD request failed');
+  else request.log.info({ type: ngsi.type, detail: ngsi.detail }, 'NGSI-LD request rejected');
+  if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
+  return reply
+    .code(ngsi.status)
+    .type(JSON_TYPE)
+    .send(
+      JSON.stringify({
+        type: `${NGSI_ERROR_BASE}${ngsi.type}`,
+        title: ngsi.type,
+        status: ngsi.status,
+        detail: ngsi.detail,
+        instance: request.url.split('?')[0],
+        requestId: request.id,
+      }),
+    );
+}
