@@ -39,7 +39,7 @@ export {
   SYSTEM,
 } from './authz.ts';
 export type { Actor, CallContext, Grant, Scoped } from './authz.ts';
-export { callContext } from './context.ts';
+export { callContext, SECURED } from './context.ts';
 export {
   definePermissions,
   permissionCatalogue,

@@ -86,7 +86,16 @@ export const SYSTEM_ROLES: readonly RoleDefinition[] = [
     code: 'org-admin',
     zh: '单位管理员',
     en: 'Organisation administrator',
-    permissions: [P['orgs.read'], P['orgs.manage'], P['users.read'], P['users.manage'], P['apikeys.manage']],
+    // Twin permissions too, so that an organisation's administrator can grant its staff roles.
+    permissions: [
+      P['orgs.read'],
+      P['orgs.manage'],
+      P['users.read'],
+      P['users.manage'],
+      P['apikeys.manage'],
+      TW['twin.entities.read'],
+      TW['twin.entities.write'],
+    ],
   },
   {
     code: 'auditor',

@@ -37,11 +37,19 @@ export function readScope(access: TwinAccess, call: CallContext): RawBuilder<boo
   return jurisdictionFilter(call.actor, READ, sql`e.area_path`);
 }
 
-/** Throws unless the caller may write entities in every one of `areaPaths` (401/403/404). */
+/**
+ * Throws unless the caller may write entities in every one of `areaPaths` (the entity's current
+ * and new areas): 401 anonymous, else 403. Callers only ask about entities the caller can see or
+ * is creating from its own payload, so a 403 leaks nothing; invisible entities are 404 before.
+ */
 export function authorizeWrite(access: TwinAccess, call: CallContext, areaPaths: (string | null)[]): void {
   if (access === 'open') return;
-  for (const areaPath of new Set(areaPaths))
-    authorize(call.actor, WRITE, { areaPath }, { visibleWith: READ, what: 'entity' });
+  for (const areaPath of new Set(areaPaths)) {
+    if (can(call.actor, WRITE, { areaPath })) continue;
+    if (call.actor.kind === 'anonymous') throw new NgsiError('Unauthorized', 'Sign in or present an API key');
+    const where = areaPath === null ? 'city-wide entities' : `area ${areaPath.split('/').pop() ?? ''}`;
+    throw new NgsiError('Forbidden', `Missing permission ${WRITE} for ${where}`);
+  }
 }
 
 /** Throws unless the caller administers the twin (tenants, hosted contexts). */

@@ -7,7 +7,7 @@
  */
 import { sql } from 'kysely';
 import { enqueueEvent, type Database } from '../kernel/index.ts';
-import { audited, recordAudit, type AuditEntry, type CallContext } from '../trust/index.ts';
+import { recordAudit, recordRefusal, type AuditEntry, type CallContext } from '../trust/index.ts';
 import { areaPathOf, authorizeWrite, canRead, warmAreas, type TwinAccess } from './access.ts';
 import {
   checkEntityId,
@@ -133,9 +133,18 @@ async function transact<T>(rt: TwinRuntime, fn: (trx: Trx) => Promise<T>): Promi
   return rt.database.transact(fn);
 }
 
-/** Runs a write; a refusal (401/403/404 from authorization) by a known caller is audited. */
-function audit<T>(rt: TwinRuntime, tc: TwinCall, entry: AuditEntry, fn: () => Promise<T>): Promise<T> {
-  return rt.access === 'open' ? fn() : audited(rt.database, tc.call, entry, fn);
+/** Runs a write; a refusal of a known caller (403) is recorded in the audit trail, in its own transaction. */
+async function audit<T>(rt: TwinRuntime, tc: TwinCall, entry: AuditEntry, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof NgsiError && e.type === 'Forbidden' && tc.call.actor.kind !== 'anonymous')
+      await recordRefusal(rt.database, tc.call, {
+        ...entry,
+        details: { tenant: tc.tenant, reason: e.detail },
+      });
+    throw e;
+  }
 }
 
 /** The stored row for a parsed entity (after `warmAreas`). */

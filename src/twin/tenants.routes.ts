@@ -1,8 +1,7 @@
 /** Native administration of NGSI-LD tenants: GET/DELETE /api/v1/twin/tenants (twin.admin, always signed in). */
 import { Type } from 'typebox';
 import type { HttpServer } from '../kernel/index.ts';
-import { callContext, type TrustRuntime } from '../trust/index.ts';
-import { SECURED } from '../trust/context.ts';
+import { callContext, SECURED, type TrustRuntime } from '../trust/index.ts';
 import type { TwinRuntime } from './entity.service.ts';
 import { removeTenant, tenants } from './tenants.service.ts';
 
