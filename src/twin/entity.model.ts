@@ -315,6 +315,10 @@ export function parseInstance(name: string, raw: unknown, terms: Terms, now: str
     type = implied;
   } else if (typeof declared === 'string' && ATTRIBUTE_TYPE_SET.has(declared)) {
     type = declared as AttributeType;
+  } else if (implied === undefined) {
+    // Concise compound value that has a "type" member of its own (e.g. an address typed
+    // "PostalAddress", as Smart Data Models' keyValues examples carry): a Property value.
+    return { type: 'Property', value: raw, createdAt: now, modifiedAt: now };
   } else {
     throw bad(`${name}: "${clip(show(declared))}" is not an attribute type (${ATTRIBUTE_TYPES.join(', ')})`);
   }

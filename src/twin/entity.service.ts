@@ -619,7 +619,7 @@ export async function batchOperation(
   tc: TwinCall,
   kind: BatchKind,
   body: unknown,
-  options: { upsertMode: 'replace' | 'update'; noOverwrite: boolean },
+  options: { upsertMode: 'replace' | 'update'; noOverwrite: boolean; memberTerms?: Terms[] },
 ): Promise<BatchResult> {
   if (!Array.isArray(body)) throw new NgsiError('BadRequestData', 'A batch operation takes a JSON array');
   if (body.length === 0) throw new NgsiError('BadRequestData', 'The batch is empty');
@@ -647,17 +647,18 @@ export async function batchOperation(
   for (const [i, raw] of (body as unknown[]).entries()) {
     const rawId = kind === 'delete' ? raw : isPlainObject(raw) ? (raw['id'] ?? raw['@id']) : undefined;
     const entityId = typeof rawId === 'string' ? rawId : `[${i}]`;
+    const terms = options.memberTerms?.[i] ?? tc.terms;
     try {
       if (kind === 'delete') {
         if (typeof raw !== 'string')
           throw new NgsiError('BadRequestData', `[${i}]: a batch delete lists entity ids`);
         members.push({ id: checkEntityId(raw, `[${i}]`) });
       } else if (kind === 'create' || (kind === 'upsert' && options.upsertMode === 'replace')) {
-        const input = parseEntity(raw, tc.terms, { now });
+        const input = parseEntity(raw, terms, { now });
         members.push({ id: input.id, input });
       } else {
-        const input = parseEntity(raw, tc.terms, { now, requireType: kind !== 'upsert' ? false : true });
-        const patch = parseAttributes(raw as Record<string, unknown>, tc.terms, {
+        const input = parseEntity(raw, terms, { now, requireType: kind !== 'upsert' ? false : true });
+        const patch = parseAttributes(raw as Record<string, unknown>, terms, {
           now,
           allowNull: kind === 'merge',
         });

@@ -107,7 +107,7 @@ function negotiate(request: FastifyRequest, options: { geo: boolean }): string {
 async function twinCall(
   rt: NgsiRuntime,
   request: FastifyRequest,
-): Promise<TwinCall & { context: LdContext }> {
+): Promise<TwinCall & { context: LdContext; memberTerms?: Terms[] }> {
   const tenant = tenantOf(request);
   const value = requestContextValue({
     method: request.method,
@@ -115,10 +115,15 @@ async function twinCall(
     linkHeader: request.headers.link,
     body: request.body,
   });
-  // A batch carries one context per member; the members share the first (they are checked alike).
-  const first = Array.isArray(value) && Array.isArray(request.body) ? (value as unknown[])[0] : value;
-  const [call, context] = await Promise.all([callContext(rt.trust, request), rt.contexts.resolve(first)]);
-  return { call, tenant, terms: context, context };
+  const call = callContext(rt.trust, request);
+  if (Array.isArray(request.body) && Array.isArray(value)) {
+    // A JSON-LD batch: every member carries its own @context (resolved once per distinct value).
+    const members = await Promise.all((value as unknown[]).map((v) => rt.contexts.resolve(v)));
+    const context = members[0] ?? (await rt.contexts.resolve(undefined));
+    return { call: await call, tenant, terms: context, context, memberTerms: members };
+  }
+  const [resolvedCall, context] = await Promise.all([call, rt.contexts.resolve(value)]);
+  return { call: resolvedCall, tenant, terms: context, context };
 }
 
 /** Strips `@context` from a JSON-LD body (it was resolved already). */
@@ -430,6 +435,7 @@ export async function registerNgsiRoutes(app: HttpServer, rt: NgsiRuntime): Prom
             const result = await batchOperation(rt, tc, kind, body, {
               upsertMode: flags.has('update') ? 'update' : 'replace',
               noOverwrite: flags.has('noOverwrite'),
+              ...(tc.memberTerms ? { memberTerms: tc.memberTerms } : {}),
             });
             if (result.errors.length > 0)
               return reply
