@@ -1,7 +1,7 @@
 /**
  * bench/trust (audit half): appending to the hash-chained audit trail through `recordAudit`
- * (chain-head lock, SHA-256 chaining, insert, head update) with signed Merkle checkpoints every
- * 10,000 records, against the raw baseline: the same rows inserted with the same batching into a
+ * (queued in the writer's transaction) and sealing (chain-head lock, SHA-256 chaining, insert,
+ * head update) with signed Merkle checkpoints every 10,000 records — the time includes sealing — against the raw baseline: the same rows inserted with the same batching into a
  * copy of the table with the same indexes and constraints (no chain, no lock, no checkpoints), in the
  * same run.
  *

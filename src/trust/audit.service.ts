@@ -6,7 +6,7 @@
  */
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { sql } from 'kysely';
-import { AppError, Errors, type Database, type Logger } from '../kernel/index.ts';
+import { AppError, afterCommit, Errors, type Database, type Logger } from '../kernel/index.ts';
 import {
   AUDIT_GENESIS_HASH,
   generateSigningKey,
@@ -27,6 +27,8 @@ import {
 import {
   allCheckpoints,
   appendRows,
+  enqueueRows,
+  takeQueued,
   checkpointCovering,
   findRecord,
   hashesBetween,
@@ -117,8 +119,9 @@ function storable(details: Record<string, unknown>): Record<string, unknown> {
 }
 
 /**
- * Appends records to the chain inside `trx`, the transaction making the change: they commit or
- * roll back with it. Holds the chain-head lock until the transaction ends (appends serialise).
+ * Records entries inside `trx`, the transaction making the change: they commit or roll back with
+ * it. They wait in the audit queue, without any lock, until the sealer chains them (moments after
+ * the commit; `sealAudit` does it on demand), so concurrent writers never wait for each other here.
  */
 export async function recordAudit(
   trx: Trx,
@@ -127,14 +130,10 @@ export async function recordAudit(
 ): Promise<void> {
   const list = Array.isArray(entries) ? entries : [entries];
   if (list.length === 0) return;
-  const head = await lockHead(trx);
   const at = new Date();
-  let prev = head.hash;
-  let seq = head.seq;
-  const rows: AuditRow[] = list.map((e) => {
-    seq += 1;
-    const row: AuditRow = {
-      seq,
+  await enqueueRows(
+    trx,
+    list.map((e) => ({
       id: randomUUID(),
       at,
       actor: ctx.actor.id,
@@ -148,14 +147,96 @@ export async function recordAudit(
       request_id: ctx.requestId,
       outcome: e.outcome ?? 'success',
       details: storable(e.details ?? {}),
-      prev_hash: prev,
-      hash: '',
-    };
-    row.hash = recordHash(prev, recordBody(row));
-    prev = row.hash;
-    return row;
-  });
-  await appendRows(trx, rows);
+    })),
+  );
+  afterCommit(trx, kickSealers);
+}
+
+// --- The sealer: queue → chain ----------------------------------------------------------------
+
+const SEAL_BATCH = 5_000;
+
+/**
+ * Chains every committed queued record into `trust.audit_records`, in queue order, under the
+ * chain-head lock (so sealers on several nodes never fork the chain). Returns how many it sealed.
+ * Readers of the trail call it first, so what they read includes every committed record.
+ */
+export async function sealAudit(database: Database): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const sealed = await database.transact(async (trx) => {
+      const head = await lockHead(trx);
+      const queued = await takeQueued(trx, SEAL_BATCH);
+      let prev = head.hash;
+      let seq = head.seq;
+      const rows: AuditRow[] = queued.map((q) => {
+        seq += 1;
+        const row: AuditRow = { ...q, seq, prev_hash: prev, hash: '' };
+        row.hash = recordHash(prev, recordBody(row));
+        prev = row.hash;
+        return row;
+      });
+      await appendRows(trx, rows);
+      return rows.length;
+    });
+    total += sealed;
+    if (sealed < SEAL_BATCH) return total;
+  }
+}
+
+/**
+ * The running sealers of this process (one per started platform; several only in tests). A commit
+ * that queued records kicks them all: a kick with nothing queued costs one small query, and kicks
+ * arriving while a sealer runs coalesce into one more run.
+ */
+const sealers = new Set<{ kick(): void }>();
+
+function kickSealers(): void {
+  for (const s of sealers) s.kick();
+}
+
+/**
+ * Seals queued records in the background: right after a commit that queued some (coalesced), and
+ * every `intervalMs` for records queued by other nodes. Errors are logged and retried.
+ */
+export function startSealer(args: { database: Database; logger: Logger; intervalMs?: number }): {
+  stop(): Promise<void>;
+} {
+  const { database, logger } = args;
+  let running: Promise<void> | undefined;
+  let again = false;
+  let stopped = false;
+  const run = (): void => {
+    if (stopped) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = sealAudit(database)
+      .then(() => undefined)
+      .catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'audit sealing failed; will retry'))
+      .finally(() => {
+        running = undefined;
+        if (again) {
+          again = false;
+          setImmediate(run);
+        }
+      });
+  };
+  const sealer = { kick: run };
+  sealers.add(sealer);
+  const timer = setInterval(run, args.intervalMs ?? 1_000);
+  timer.unref();
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      sealers.delete(sealer);
+      await running;
+      // Whatever is still queued is sealed by the next start (or another node).
+      await sealAudit(database).catch(() => undefined);
+    },
+  };
 }
 
 /** Records a refused or failed attempt in a transaction of its own (the attempt's rolled back). */
@@ -260,6 +341,7 @@ export async function createCheckpoint(
 ): Promise<SignedCheckpoint | null> {
   // Small trees keep proofs cheap: a proof rebuilds its checkpoint's tree (about 40 ms at 10k).
   const max = options.maxRecords ?? 10_000;
+  await sealAudit(database);
   return database.transact(async (trx) => {
     await lockCheckpointing(trx);
     const last = await lastCheckpoint(trx);
@@ -382,6 +464,8 @@ export async function verifyAuditTrail(
   database: Database,
   options: { trustedKeys?: KeyObject[]; pageSize?: number; onProgress?: (seq: number) => void } = {},
 ): Promise<VerifyReport> {
+  // Records still queued are chained first, so the report covers every committed record.
+  await sealAudit(database);
   const db = database.db;
   const keys = new Map<string, KeyObject>();
   if (options.trustedKeys) for (const k of options.trustedKeys) keys.set(keyIdOf(k), k);
@@ -498,6 +582,7 @@ export async function listAuditRecords(
   query: Omit<AuditFilter, 'areaPath'> & { areaCode?: string },
 ): Promise<{ records: AuditRecordView[]; next: number | null }> {
   requireSignedIn(ctx.actor);
+  await sealAudit(database);
   const { areaCode, ...rest } = query;
   const filter: AuditFilter = { ...rest };
   if (areaCode !== undefined) {
@@ -537,6 +622,7 @@ export async function proveRecord(
     ctx,
     { action: 'audit.prove', resourceType: 'audit-record', resourceId: String(seq) },
     async () => {
+      await sealAudit(database);
       const record = await findRecord(database.db, seq);
       authorize(
         ctx.actor,

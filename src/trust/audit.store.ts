@@ -44,6 +44,49 @@ export const AUDIT_COLUMNS = [
   'hash',
 ] as const;
 
+/** A record waiting in the queue to be chained (an AuditRow without its place in the chain). */
+export type QueuedAuditRow = Omit<AuditRow, 'seq' | 'prev_hash' | 'hash'>;
+
+const QUEUE_COLUMNS = [
+  'id',
+  'at',
+  'actor',
+  'actor_kind',
+  'org',
+  'action',
+  'resource_type',
+  'resource_id',
+  'area',
+  'purpose',
+  'request_id',
+  'outcome',
+  'details',
+] as const;
+
+/** Queues records for the sealer, in the caller's transaction (no lock taken). */
+export async function enqueueRows(trx: Db, rows: QueuedAuditRow[]): Promise<void> {
+  await bulkInsert(trx, {
+    table: 'trust.audit_queue',
+    columns: QUEUE_COLUMNS,
+    rows: rows.map((r) => QUEUE_COLUMNS.map((c) => (c === 'details' ? JSON.stringify(r.details) : r[c]))),
+    chunkRows: 2_000,
+  });
+}
+
+/** Removes up to `limit` committed queued records and returns them in queue order (caller holds the head lock). */
+export async function takeQueued(trx: Db, limit: number): Promise<QueuedAuditRow[]> {
+  const { rows } = await sql<QueuedAuditRow & { qid: string }>`delete from trust.audit_queue
+    where qid in (select qid from trust.audit_queue order by qid limit ${limit})
+    returning qid, ${sql.join(QUEUE_COLUMNS.map((c) => sql.ref(c)))}`.execute(trx);
+  return rows.sort((a, b) => Number(BigInt(a.qid) - BigInt(b.qid))).map(({ qid: _qid, ...row }) => row);
+}
+
+/** How many records wait to be chained. */
+export async function queuedCount(db: Db): Promise<number> {
+  const { rows } = await sql<{ n: string }>`select count(*) as n from trust.audit_queue`.execute(db);
+  return Number(rows[0]?.n ?? 0);
+}
+
 /** Locks the chain head until the transaction ends and returns it. */
 export async function lockHead(trx: Db): Promise<{ seq: number; hash: string }> {
   const { rows } = await sql<{

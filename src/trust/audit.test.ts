@@ -26,6 +26,7 @@ import {
   recordAudit,
   recordBody,
   rotateSigningKey,
+  sealAudit,
   verifyAuditTrail,
 } from './audit.service.ts';
 import type { AuditRow } from './audit.store.ts';
@@ -79,8 +80,10 @@ for (const engine of engines()) {
       }
       return token;
     };
-    const records = async (where: string) =>
-      (await t.database.raw(`select * from trust.audit_records where ${where} order by seq`)).rows;
+    const records = async (where: string) => {
+      await sealAudit(t.database);
+      return (await t.database.raw(`select * from trust.audit_records where ${where} order by seq`)).rows;
+    };
 
     it('records each change in its own transaction, and refusals separately', async () => {
       const admin = await as('admin');

@@ -12,6 +12,7 @@ import { engines, type TestDatabase } from '../../test/helpers/engines.ts';
 import { startTestPlatform } from '../../test/helpers/platform.ts';
 import { DEMO_SECRET } from '../kernel/index.ts';
 import type { Platform } from '../platform.ts';
+import { sealAudit } from './audit.service.ts';
 import { deriveKeys } from './credentials.ts';
 import { DEMO_PASSWORD, syntheticCreditCode, syntheticResidentId } from './identity.seed.ts';
 
@@ -672,6 +673,7 @@ for (const engine of engines()) {
       });
       assert.equal(street.statusCode, 422);
       assert.match(street.body, /children would lie outside/);
+      await sealAudit(t.database);
       const audit = await t.database.raw(
         `select action from trust.audit_records where resource_type = 'area' and outcome = 'success' order by seq`,
       );

@@ -9,7 +9,7 @@ import type { Config, Database, PlatformModule } from '../kernel/index.ts';
 import { registerAreaRoutes } from './areas.routes.ts';
 import { seedShanghaiAreas } from './areas.service.ts';
 import { registerAuditRoutes } from './audit.routes.ts';
-import { loadSigner, registerSigner, startCheckpointer } from './audit.service.ts';
+import { loadSigner, registerSigner, startCheckpointer, startSealer } from './audit.service.ts';
 import { RateLimiter, type TrustRuntime } from './auth.service.ts';
 import { createOidcVerifier, deriveKeys } from './credentials.ts';
 import { registerIdentityRoutes } from './identity.routes.ts';
@@ -50,6 +50,7 @@ export {
 export {
   recordAudit,
   recordRefusal,
+  sealAudit,
   audited,
   verifyAuditTrail,
   createCheckpoint,
@@ -94,6 +95,7 @@ export const trustModule: PlatformModule = {
     const signer = loadSigner(config.auditKeyFile);
     await registerSigner(database, signer);
     logger.info({ keyId: signer.keyId, file: signer.path ?? '(in memory)' }, 'audit signing key ready');
+    const sealer = startSealer({ database, logger });
     const checkpointer = startCheckpointer({
       database,
       signer,
@@ -104,6 +106,12 @@ export const trustModule: PlatformModule = {
     registerAreaRoutes(app, runtime);
     registerIdentityRoutes(app, runtime);
     registerAuditRoutes(app, runtime, signer);
-    return checkpointer;
+    return {
+      async stop() {
+        // Seal what is queued first, so the last checkpoint can cover it.
+        await sealer.stop();
+        await checkpointer.stop();
+      },
+    };
   },
 };

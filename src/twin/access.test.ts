@@ -10,7 +10,7 @@ import { sql } from 'kysely';
 import { engines, type TestDatabase } from '../../test/helpers/engines.ts';
 import { startTestPlatform } from '../../test/helpers/platform.ts';
 import type { Platform } from '../platform.ts';
-import { DEMO_PASSWORD, verifyAuditTrail } from '../trust/index.ts';
+import { DEMO_PASSWORD, sealAudit, verifyAuditTrail } from '../trust/index.ts';
 
 const ERR = 'https://uri.etsi.org/ngsi-ld/errors/';
 
@@ -175,6 +175,7 @@ for (const engine of engines()) {
     });
 
     it('audits every write with its actor and area, and refusals as denied; the chain verifies', async () => {
+      await sealAudit(t.database);
       const { rows } = await sql<{
         action: string;
         resource_id: string;
