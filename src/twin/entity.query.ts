@@ -7,7 +7,8 @@
 import { sql, type RawBuilder } from 'kysely';
 import { readScope } from './access.ts';
 import { isPlainObject, isUri, clip, type Terms } from './entity.model.ts';
-import { countEntities, queryEntities, type StoredEntity } from './entity.store.ts';
+import { countEntities, findEntities, queryEntities, type StoredEntity } from './entity.store.ts';
+import { relationshipTargets } from './entity.render.ts';
 import { LOCATION, requireTenant, type TwinCall, type TwinRuntime } from './entity.service.ts';
 import { NgsiError } from './errors.ts';
 import { geoQueryToSql, parseGeoQuery, type GeoQuery } from './geo.ts';
@@ -24,6 +25,9 @@ import type { Format } from './entity.render.ts';
 export const DEFAULT_LIMIT = 20;
 export const MAX_LIMIT = 1000;
 const MAX_IDS = 1000;
+const MAX_JOIN_LEVEL = 5;
+/** At most this many linked entities are fetched for one response. */
+const MAX_LINKED = 1000;
 
 /** One entity selector of a query (`entities` of a POST query; id/idPattern/type of a GET). */
 export interface EntitySelector {
@@ -48,6 +52,9 @@ export interface QuerySpec {
   format: Format;
   sysAttrs: boolean;
   geometryProperty?: string | undefined;
+  /** Linked-entity retrieval (§4.5.23): `flat` adds the targets to the result, `inline` embeds them. */
+  join?: 'flat' | 'inline' | undefined;
+  joinLevel: number;
 }
 
 const bad = (detail: string) => new NgsiError('BadRequestData', detail);
@@ -116,6 +123,11 @@ function pagingAndShape(query: Record<string, unknown>) {
   if (countRaw !== undefined && countRaw !== 'true' && countRaw !== 'false')
     throw bad('count: true or false');
   const { format, sysAttrs, flags } = parseOptions(query);
+  const joinRaw = param(query, 'join');
+  if (joinRaw !== undefined && !['flat', 'inline', '@none'].includes(joinRaw))
+    throw bad('join: flat, inline or @none');
+  const joinLevel = integer(query, 'joinLevel', 1);
+  if (joinLevel < 1 || joinLevel > MAX_JOIN_LEVEL) throw bad(`joinLevel: 1 to ${MAX_JOIN_LEVEL}`);
   const after = param(query, 'after');
   if (after !== undefined && !isUri(after)) throw bad('after: an entity id');
   return {
@@ -125,6 +137,8 @@ function pagingAndShape(query: Record<string, unknown>) {
     after,
     format,
     sysAttrs,
+    join: joinRaw === 'flat' ? ('flat' as const) : joinRaw === 'inline' ? ('inline' as const) : undefined,
+    joinLevel,
   };
 }
 
@@ -289,4 +303,42 @@ export async function runQuery(rt: TwinRuntime, tc: TwinCall, spec: QuerySpec): 
   ]);
   const last = entities[entities.length - 1];
   return { entities, count, lastId: entities.length === spec.limit && last ? last.id : undefined };
+}
+
+/**
+ * The entities reachable from `roots` through relationships, up to `levels` hops, that the caller
+ * may see (linked-entity retrieval, §4.5.23); bounded to MAX_LINKED entities.
+ */
+export async function linkedEntities(
+  rt: TwinRuntime,
+  tc: TwinCall,
+  roots: StoredEntity[],
+  levels: number,
+): Promise<Map<string, StoredEntity>> {
+  const found = new Map<string, StoredEntity>();
+  const seen = new Set(roots.map((e) => e.id));
+  let frontier = roots;
+  const scope = readScope(rt.access, tc.call);
+  for (let level = 0; level < levels && frontier.length > 0 && found.size < MAX_LINKED; level++) {
+    const ids = [...new Set(frontier.flatMap(relationshipTargets))].filter((id) => !seen.has(id));
+    for (const id of ids) seen.add(id);
+    const next = await findEntities(rt.database.db, tc.tenant, ids.slice(0, MAX_LINKED - found.size), scope);
+    for (const e of next) found.set(e.id, e);
+    frontier = next;
+  }
+  return found;
+}
+
+/** What `join` adds to a response: entities to embed (inline) or to append (flat). */
+export async function joinFor(
+  rt: TwinRuntime,
+  tc: TwinCall,
+  spec: Pick<QuerySpec, 'join' | 'joinLevel'>,
+  roots: StoredEntity[],
+): Promise<{ inline?: Map<string, StoredEntity>; extra: StoredEntity[] }> {
+  if (spec.join === undefined) return { extra: [] };
+  const linked = await linkedEntities(rt, tc, roots, spec.joinLevel);
+  if (spec.join === 'inline') return { inline: linked, extra: [] };
+  const present = new Set(roots.map((e) => e.id));
+  return { extra: [...linked.values()].filter((e) => !present.has(e.id)) };
 }

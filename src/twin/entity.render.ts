@@ -31,6 +31,10 @@ export interface RenderOptions {
   keepId?: boolean;
   keepType?: boolean;
   keepScope?: boolean;
+  /** `join=inline` (§4.5.23): linked entities by id, embedded under their relationships' `entity`. */
+  inline?: ReadonlyMap<string, EntityRecord> | undefined;
+  /** How many more levels of relationships to embed (joinLevel). */
+  joinLevel?: number;
 }
 
 const one = <T>(list: T[]): T | T[] => (list.length === 1 ? (list[0] as T) : list);
@@ -106,6 +110,13 @@ function renderInstance(inst: Instance, terms: Terms, o: RenderOptions): unknown
       break;
     case 'Relationship':
       out['object'] = inst.object;
+      if (o.inline && (o.joinLevel ?? 0) > 0) {
+        const targets = (Array.isArray(inst.object) ? inst.object : [inst.object ?? ''])
+          .map((id) => o.inline?.get(id))
+          .filter((e): e is EntityRecord => e !== undefined)
+          .map((e) => renderEntity(e, terms, { ...o, joinLevel: (o.joinLevel ?? 1) - 1 }));
+        if (targets.length > 0) out['entity'] = Array.isArray(inst.object) ? targets : targets[0];
+      }
       if (inst.objectType !== undefined)
         out['objectType'] = Array.isArray(inst.objectType)
           ? inst.objectType.map((t) => terms.compact(t))
@@ -180,4 +191,20 @@ export function toFeature(
 ): Record<string, unknown> {
   const { id, ...properties } = rendered;
   return { id: id ?? e.id, type: 'Feature', geometry: geometryOf(e, geometryIri), properties };
+}
+
+/** The ids an entity's relationships point at (Relationship objects and ListRelationship items). */
+export function relationshipTargets(e: EntityRecord): string[] {
+  const out: string[] = [];
+  const visit = (inst: Instance) => {
+    if (inst.type === 'Relationship' && inst.object !== undefined)
+      out.push(...(Array.isArray(inst.object) ? inst.object : [inst.object]));
+    if (inst.type === 'ListRelationship')
+      for (const item of inst.objectList ?? []) {
+        const o = (item as { object?: unknown }).object;
+        if (typeof o === 'string') out.push(o);
+      }
+  };
+  for (const list of Object.values(e.attrs)) for (const inst of list) visit(inst);
+  return out;
 }

@@ -106,6 +106,19 @@ export async function findEntity(
   return row ? toStored(row) : undefined;
 }
 
+/** The entities with these ids that `scope` lets the caller see (linked-entity retrieval). */
+export async function findEntities(
+  db: Db,
+  tenant: string,
+  ids: string[],
+  scope: RawBuilder<boolean>,
+): Promise<StoredEntity[]> {
+  if (ids.length === 0) return [];
+  const { rows } = await sql<EntityRow>`select ${COLUMNS} from twin.entities e
+    where e.tenant = ${tenant} and e.id = any(${ids}::text[]) and ${scope} order by e.id`.execute(db);
+  return rows.map(toStored);
+}
+
 /** Inserts a new entity; false when one with this id exists already (nothing written). */
 export async function insertEntity(db: Db, w: EntityWrite): Promise<boolean> {
   const { rows } = await sql<{ id: string }>`

@@ -16,6 +16,7 @@ import {
   specFromBody,
   specFromQuery,
   runQuery,
+  joinFor,
   parseOptions,
   param,
   type QuerySpec,
@@ -219,7 +220,7 @@ function pageUrl(request: FastifyRequest, changes: Record<string, string | undef
 }
 
 const QUERY_DESCRIPTION =
-  'NGSI-LD query parameters (id, idPattern, type, attrs, pick, omit, q, georel, geometry, coordinates, geoproperty, geometryProperty, scopeQ, lang, limit, offset, count, options, format; `after` continues a page by keyset)';
+  'NGSI-LD query parameters (join, joinLevel, id, idPattern, type, attrs, pick, omit, q, georel, geometry, coordinates, geoproperty, geometryProperty, scopeQ, lang, limit, offset, count, options, format; `after` continues a page by keyset)';
 
 /** Registers the NGSI-LD API. */
 export async function registerNgsiRoutes(app: HttpServer, rt: NgsiRuntime): Promise<void> {
@@ -299,11 +300,28 @@ export async function registerNgsiRoutes(app: HttpServer, rt: NgsiRuntime): Prom
             if (!wanted.some((t) => e.types.includes(t)))
               throw new NgsiError('ResourceNotFound', `No entity ${clip(e.id)} of type ${clip(typeFilter)}`);
           }
-          const options = renderOptions({ ...spec, format, sysAttrs }, tc.terms);
-          const rendered = renderEntity(e, tc.terms, options);
-          if (media === GEO_TYPE)
-            return sendBody(reply, media, tc.context, toFeature(e, rendered, geometryIri(tc.terms, spec)));
-          return sendBody(reply, media, tc.context, rendered);
+          const joined = await joinFor(rt, tc, spec, [e]);
+          const options = {
+            ...renderOptions({ ...spec, format, sysAttrs }, tc.terms),
+            inline: joined.inline,
+            joinLevel: spec.joinLevel,
+          };
+          const all = [e, ...joined.extra];
+          const rendered = all.map((x) => renderEntity(x, tc.terms, options));
+          const geometry = geometryIri(tc.terms, spec);
+          if (media === GEO_TYPE) {
+            const features = all.map((x, i) =>
+              toFeature(x, rendered[i] as Record<string, unknown>, geometry),
+            );
+            return sendBody(
+              reply,
+              media,
+              tc.context,
+              spec.join === 'flat' ? { type: 'FeatureCollection', features } : features[0],
+            );
+          }
+          // join=flat answers the entity followed by the entities it links to.
+          return sendBody(reply, media, tc.context, spec.join === 'flat' ? rendered : rendered[0]);
         },
       );
 
@@ -549,13 +567,15 @@ async function sendQuery(
     links.push(
       `<${pageUrl(request, { offset: String(Math.max(0, spec.offset - spec.limit)), after: undefined })}>; rel="prev"`,
     );
-  const options = renderOptions(spec, tc.terms);
-  const rendered = page.entities.map((e: EntityRecord) => renderEntity(e, tc.terms, options));
+  const joined = await joinFor(rt, tc, spec, page.entities);
+  const options = { ...renderOptions(spec, tc.terms), inline: joined.inline, joinLevel: spec.joinLevel };
+  const all: EntityRecord[] = [...page.entities, ...joined.extra];
+  const rendered = all.map((e) => renderEntity(e, tc.terms, options));
   const body =
     media === GEO_TYPE
       ? {
           type: 'FeatureCollection',
-          features: page.entities.map((e, i) =>
+          features: all.map((e, i) =>
             toFeature(e, rendered[i] as Record<string, unknown>, geometryIri(tc.terms, spec)),
           ),
         }

@@ -556,6 +556,59 @@ for (const engine of engines()) {
       });
     });
 
+    describe('linked entities (join)', () => {
+      it('embeds related entities inline, or lists them flat, to joinLevel hops', async () => {
+        const post = (body: unknown) => api('POST', '/entities', body);
+        assert.equal(
+          (await post({ id: 'urn:ngsi-ld:Building:J1', type: 'JBuilding', name: 'A' })).statusCode,
+          201,
+        );
+        assert.equal(
+          (
+            await post({
+              id: 'urn:ngsi-ld:Floor:J1',
+              type: 'JFloor',
+              inBuilding: { type: 'Relationship', object: 'urn:ngsi-ld:Building:J1' },
+            })
+          ).statusCode,
+          201,
+        );
+        assert.equal(
+          (
+            await post({
+              id: 'urn:ngsi-ld:Sensor:J1',
+              type: 'JSensor',
+              onFloor: { type: 'Relationship', object: 'urn:ngsi-ld:Floor:J1' },
+            })
+          ).statusCode,
+          201,
+        );
+        const id = enc('urn:ngsi-ld:Sensor:J1');
+        const inline = await get<{ onFloor: { entity: { id: string; inBuilding: { entity?: unknown } } } }>(
+          `/entities/${id}?join=inline`,
+        );
+        assert.equal(inline.onFloor.entity.id, 'urn:ngsi-ld:Floor:J1');
+        assert.equal(inline.onFloor.entity.inBuilding.entity, undefined, 'one level by default');
+        const two = await get<{ onFloor: { entity: { inBuilding: { entity: { id: string } } } } }>(
+          `/entities/${id}?join=inline&joinLevel=2`,
+        );
+        assert.equal(two.onFloor.entity.inBuilding.entity.id, 'urn:ngsi-ld:Building:J1');
+        const flat = await get<{ id: string }[]>(`/entities/${id}?join=flat&joinLevel=2`);
+        // The entity first, then what it links to, hop by hop.
+        assert.deepEqual(
+          flat.map((e) => e.id),
+          ['urn:ngsi-ld:Sensor:J1', 'urn:ngsi-ld:Floor:J1', 'urn:ngsi-ld:Building:J1'],
+        );
+        const query = await get<{ id: string }[]>('/entities?type=JSensor&join=flat');
+        assert.deepEqual(
+          query.map((e) => e.id),
+          ['urn:ngsi-ld:Sensor:J1', 'urn:ngsi-ld:Floor:J1'],
+        );
+        problem(await api('GET', `/entities/${id}?join=deep`), 'BadRequestData', 400);
+        problem(await api('GET', `/entities/${id}?join=inline&joinLevel=99`), 'BadRequestData', 400);
+      });
+    });
+
     describe('discovery', () => {
       it('lists types and attributes accurately, with details', async () => {
         await api('POST', '/entities', {
