@@ -704,6 +704,48 @@ for (const engine of engines()) {
         );
       });
 
+      it('hosts, lists, serves, uses and deletes contexts (/jsonldContexts)', async () => {
+        const doc = {
+          '@context': { hosted: 'https://example.org/hosted#', Pump: 'hosted:Pump', flow: 'hosted:flow' },
+        };
+        const added = await api('POST', '/jsonldContexts', doc);
+        assert.equal(added.statusCode, 201, added.body);
+        const location = String(added.headers['location']);
+        assert.match(location, /^\/ngsi-ld\/v1\/jsonldContexts\/[0-9a-f-]{36}$/);
+        const served = await p.http.inject({ method: 'GET', url: location });
+        assert.equal(served.statusCode, 200);
+        assert.deepEqual(served.json(), doc);
+        // A Link header naming the hosted context resolves locally (any host name).
+        const link = `<http://broker.example${location}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"`;
+        assert.equal(
+          (await api('POST', '/entities', { id: 'urn:ngsi-ld:Pump:1', type: 'Pump', flow: 3 }, { link }))
+            .statusCode,
+          201,
+        );
+        const raw = await get<Record<string, unknown>>(`/entities/${enc('urn:ngsi-ld:Pump:1')}`);
+        assert.equal(raw['type'], 'https://example.org/hosted#Pump');
+        // The fetched context of an earlier test is listed as Cached; hosted ones as Hosted.
+        const details = await get<{ URL: string; kind: string; localId: string }[]>(
+          '/jsonldContexts?details=true',
+        );
+        assert.ok(details.some((c) => c.kind === 'Hosted' && location.endsWith(c.localId)));
+        assert.ok(details.some((c) => c.kind === 'Cached' && c.URL === ctxUrl));
+        const urls = await get<string[]>('/jsonldContexts?kind=Cached');
+        assert.deepEqual(urls, [ctxUrl]);
+        assert.equal((await api('DELETE', `/jsonldContexts/${enc(ctxUrl)}?reload=true`)).statusCode, 204);
+        problem(
+          await api('DELETE', `${location.replace('/ngsi-ld/v1', '')}?reload=true`),
+          'BadRequestData',
+          400,
+        );
+        assert.equal((await p.http.inject({ method: 'DELETE', url: location })).statusCode, 204);
+        problem(await api('GET', location.replace('/ngsi-ld/v1', '')), 'ResourceNotFound', 404);
+        // Once deleted, the hosted context no longer resolves.
+        problem(await api('GET', '/entities?type=Pump', undefined, { link }), 'LdContextNotAvailable', 503);
+        problem(await api('POST', '/jsonldContexts', { nope: 1 }), 'BadRequestData', 400);
+        problem(await api('GET', '/jsonldContexts?kind=Other'), 'BadRequestData', 400);
+      });
+
       it('answers LdContextNotAvailable quickly for a dead or slow context server', async () => {
         for (const url of [slowUrl, 'http://127.0.0.1:1/nothing.jsonld']) {
           const started = performance.now();
