@@ -722,7 +722,7 @@ for (const engine of engines()) {
             .statusCode,
           201,
         );
-        const raw = await get<Record<string, unknown>>(`/entities/${enc('urn:ngsi-ld:Pump:1')}`);
+        const raw = await get(`/entities/${enc('urn:ngsi-ld:Pump:1')}`);
         assert.equal(raw['type'], 'https://example.org/hosted#Pump');
         // The fetched context of an earlier test is listed as Cached; hosted ones as Hosted.
         const details = await get<{ URL: string; kind: string; localId: string }[]>(
