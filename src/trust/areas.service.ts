@@ -319,6 +319,11 @@ export async function locate(
   return found;
 }
 
+/** Loads (or refreshes, when older than `recheckMs`) the point-location index without locating anything. */
+export async function loadAreaIndex(database: Database, options: LocateOptions = {}): Promise<void> {
+  await areaIndex(database, options.recheckMs ?? DEFAULT_RECHECK_MS);
+}
+
 /**
  * `locate` answered from the index already in memory, with no database work at all — for callers
  * inside a transaction on the single-connection embedded engine, who warmed the index with

@@ -23,6 +23,7 @@ export {
   descendantCounts,
   locate,
   locateInMemory,
+  loadAreaIndex,
   invalidateAreaIndex,
 } from './areas.service.ts';
 export type { Area, AreaLevel, LocatedArea } from './areas.schema.ts';

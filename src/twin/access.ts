@@ -7,12 +7,12 @@
  * `authorize`, `jurisdictionFilter`); this file only says which permission over which area.
  */
 import { sql, type RawBuilder } from 'kysely';
-import { isAppError, type Database } from '../kernel/index.ts';
+import type { Database } from '../kernel/index.ts';
 import {
   authorize,
   can,
   jurisdictionFilter,
-  locate,
+  loadAreaIndex,
   locateInMemory,
   TwinPermissions,
   type CallContext,
@@ -88,11 +88,7 @@ function representativePoint(geometry: unknown): { lon: number; lat: number } | 
  * engine a query outside the transaction would wait for it forever).
  */
 export async function warmAreas(database: Database): Promise<void> {
-  try {
-    await locate(database, { lon: 0, lat: 0 });
-  } catch (e) {
-    if (!(isAppError(e) && e.status === 404)) throw e;
-  }
+  await loadAreaIndex(database);
 }
 
 /**
