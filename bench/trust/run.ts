@@ -16,6 +16,7 @@ import { invalidateAreaIndex, locate, seedShanghaiAreas, type LocatedArea } from
 // Internals, for the index's size only: the public surface does not expose it.
 import { buildAreaIndex, type AreaIndex } from '../../src/trust/areas.index.ts';
 import { readAreasWithBoundaries } from '../../src/trust/areas.store.ts';
+import { seededRandom } from '../../test/helpers/random.ts';
 
 const env = readProcessEnv();
 const LOOKUPS = Number(env['LOOKUPS'] ?? 5_000);
@@ -52,18 +53,6 @@ async function locateOrNone(database: Database, p: Point): Promise<LocatedArea |
   } catch {
     return undefined; // outside every area (404)
   }
-}
-
-/** Seeded (mulberry32), so every run uses the same points. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');

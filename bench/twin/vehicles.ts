@@ -11,18 +11,9 @@ import { areaPathOf, warmAreas } from '../../src/twin/access.ts';
 import { parseEntity } from '../../src/twin/entity.model.ts';
 import { LOCATION } from '../../src/twin/entity.service.ts';
 import { CORE_LD_CONTEXT } from '../../src/twin/ldcontext.ts';
+import { seededRandom } from '../../test/helpers/random.ts';
 
-/** Seeded (mulberry32), so every run builds the same entities and picks the same ids and points. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom };
 
 /** Ten brands, evenly spread: `brand=="X"` selects a tenth of the vehicles. */
 export const BRANDS = [

@@ -16,18 +16,7 @@ import {
   type LocateOptions,
 } from './areas.service.ts';
 import { locatePointChain } from './areas.store.ts';
-
-/** A seeded pseudo-random generator (mulberry32): the same points on every run. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../../test/helpers/random.ts';
 
 /** `locate`, with "no area here" (404) as undefined. */
 async function locateOrNone(

@@ -5,7 +5,7 @@
  * refuses anything malformed with BadRequestData naming the offending member. Nothing here touches
  * the database; the service decides what the parsed fragment does to a stored entity.
  */
-import { checkGeometry } from './geo.ts';
+import { checkGeometry, SIMPLE_GEOMETRY_TYPES } from './geo.ts';
 import { NgsiError } from './errors.ts';
 
 /** What the model needs of a JSON-LD context: term expansion and compaction (memoised by the caller). */
@@ -56,9 +56,8 @@ export interface EntityInput {
   attrs: Attrs;
 }
 
-/** The members of an attribute instance that are not sub-attributes. */
-export const INSTANCE_MEMBERS: ReadonlySet<string> = new Set([
-  'type',
+/** The members that carry an instance's value, one per attribute type (plus a relationship's objectType). */
+export const VALUE_MEMBERS = [
   'value',
   'object',
   'objectType',
@@ -67,6 +66,12 @@ export const INSTANCE_MEMBERS: ReadonlySet<string> = new Set([
   'valueList',
   'objectList',
   'json',
+] as const;
+
+/** The members of an attribute instance that are not sub-attributes. */
+export const INSTANCE_MEMBERS: ReadonlySet<string> = new Set([
+  'type',
+  ...VALUE_MEMBERS,
   'datasetId',
   'observedAt',
   'unitCode',
@@ -270,15 +275,7 @@ function mergeInstanceLists(existing: Instance[], added: Instance[], name: strin
   return out;
 }
 
-const GEOMETRY_TYPES: ReadonlySet<string> = new Set([
-  'Point',
-  'MultiPoint',
-  'LineString',
-  'MultiLineString',
-  'Polygon',
-  'MultiPolygon',
-  'GeometryCollection',
-]);
+const GEOMETRY_TYPES: ReadonlySet<string> = new Set([...SIMPLE_GEOMETRY_TYPES, 'GeometryCollection']);
 
 /** The attribute type a concise (or type-less) instance object implies (§4.5.1 concise rules). */
 function impliedType(obj: Record<string, unknown>): AttributeType | 'geometry' | undefined {

@@ -15,6 +15,7 @@ import {
   show,
   defaultInstance,
   INSTANCE_MEMBERS,
+  VALUE_MEMBERS,
   isPlainObject,
   parseAttribute,
   parseAttributes,
@@ -329,16 +330,8 @@ export function mergeAttrs(stored: Attrs, patch: Attrs, now: string): Attrs {
   return out;
 }
 
-const MAIN_MEMBERS = [
-  'value',
-  'object',
-  'objectType',
-  'languageMap',
-  'vocab',
-  'valueList',
-  'objectList',
-  'json',
-];
+/** The members that carry an instance's value (one per attribute type). */
+const MAIN_MEMBERS: readonly string[] = VALUE_MEMBERS;
 
 /** One instance merged into another: the patch's members win, sub-attributes merge recursively. */
 function mergeInstance(old: Instance, patch: Instance, now: string): Instance {

@@ -22,6 +22,7 @@ import {
   type QNode,
   type QTerm,
 } from './query.lang.ts';
+import { seededRandom } from '../../test/helpers/random.ts';
 
 const EX = 'https://example.org/';
 const NGSI_LD = 'https://uri.etsi.org/ngsi-ld/';
@@ -394,18 +395,6 @@ describe('attribute lists', () => {
 
 // ---------------------------------------------------------------------------------------------
 // Evaluation against a real database
-
-/** A seeded pseudo-random generator (mulberry32): the same inputs on every run. */
-function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Random q expressions and quoted patterns glued from grammar fragments. */
 function fuzzInputs(count: number): string[] {
