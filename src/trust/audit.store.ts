@@ -47,21 +47,11 @@ export const AUDIT_COLUMNS = [
 /** A record waiting in the queue to be chained (an AuditRow without its place in the chain). */
 export type QueuedAuditRow = Omit<AuditRow, 'seq' | 'prev_hash' | 'hash'>;
 
-const QUEUE_COLUMNS = [
-  'id',
-  'at',
-  'actor',
-  'actor_kind',
-  'org',
-  'action',
-  'resource_type',
-  'resource_id',
-  'area',
-  'purpose',
-  'request_id',
-  'outcome',
-  'details',
-] as const;
+/** The queue holds a record's columns without its place in the chain. */
+const QUEUE_COLUMNS = AUDIT_COLUMNS.filter(
+  (c): c is Exclude<(typeof AUDIT_COLUMNS)[number], 'seq' | 'prev_hash' | 'hash'> =>
+    c !== 'seq' && c !== 'prev_hash' && c !== 'hash',
+);
 
 /** Queues records for the sealer, in the caller's transaction (no lock taken). */
 export async function enqueueRows(trx: Db, rows: QueuedAuditRow[]): Promise<void> {

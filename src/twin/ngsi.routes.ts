@@ -291,7 +291,6 @@ export async function registerNgsiRoutes(app: HttpServer, rt: NgsiRuntime): Prom
           const media = negotiate(request, { geo: true });
           const tc = await twinCall(rt, request);
           const query = request.query as Record<string, unknown>;
-          const { format, sysAttrs } = parseOptions(query);
           const spec = specFromQuery({ ...query, limit: undefined, offset: undefined });
           const e = await retrieveEntity(rt, tc, params(request).entityId);
           const typeFilter = param(query, 'type');
@@ -302,7 +301,7 @@ export async function registerNgsiRoutes(app: HttpServer, rt: NgsiRuntime): Prom
           }
           const joined = await joinFor(rt, tc, spec, [e]);
           const options = {
-            ...renderOptions({ ...spec, format, sysAttrs }, tc.terms),
+            ...renderOptions(spec, tc.terms),
             inline: joined.inline,
             joinLevel: spec.joinLevel,
           };
