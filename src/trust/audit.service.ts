@@ -6,7 +6,7 @@
  */
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { sql } from 'kysely';
-import { AppError, afterCommit, Errors, type Database, type Logger } from '../kernel/index.ts';
+import { AppError, afterCommit, Errors, type Database, type Logger, type Rider } from '../kernel/index.ts';
 import {
   AUDIT_GENESIS_HASH,
   generateSigningKey,
@@ -28,6 +28,7 @@ import {
   allCheckpoints,
   appendRows,
   enqueueRows,
+  queueRider,
   takeQueued,
   checkpointCovering,
   findRecord,
@@ -45,6 +46,7 @@ import {
   retireKeysExcept,
   type AuditFilter,
   type AuditRow,
+  type QueuedAuditRow,
   type CheckpointRow,
 } from './audit.store.ts';
 import { findArea } from './areas.store.ts';
@@ -128,28 +130,37 @@ export async function recordAudit(
   ctx: CallContext,
   entries: AuditEntry | AuditEntry[],
 ): Promise<void> {
-  const list = Array.isArray(entries) ? entries : [entries];
-  if (list.length === 0) return;
-  const at = new Date();
-  await enqueueRows(
-    trx,
-    list.map((e) => ({
-      id: randomUUID(),
-      at,
-      actor: ctx.actor.id,
-      actor_kind: ctx.actor.kind,
-      org: ctx.actor.org,
-      action: e.action,
-      resource_type: e.resourceType,
-      resource_id: e.resourceId ?? null,
-      area: e.area ?? null,
-      purpose: ctx.purpose,
-      request_id: ctx.requestId,
-      outcome: e.outcome ?? 'success',
-      details: storable(e.details ?? {}),
-    })),
-  );
+  const rows = queuedRows(ctx, Array.isArray(entries) ? entries : [entries]);
+  if (rows.length === 0) return;
+  await enqueueRows(trx, rows);
   afterCommit(trx, kickSealers);
+}
+
+/**
+ * The audit records of a change as a rider of its statement (`writeWith` in the kernel): queued
+ * in the change's own statement, so they commit with it; the sealers are kicked once it commits.
+ */
+export function auditRider(ctx: CallContext, entries: AuditEntry[]): Rider {
+  return { statement: queueRider(queuedRows(ctx, entries)), afterCommit: kickSealers };
+}
+
+function queuedRows(ctx: CallContext, entries: AuditEntry[]): QueuedAuditRow[] {
+  const at = new Date();
+  return entries.map((e) => ({
+    id: randomUUID(),
+    at,
+    actor: ctx.actor.id,
+    actor_kind: ctx.actor.kind,
+    org: ctx.actor.org,
+    action: e.action,
+    resource_type: e.resourceType,
+    resource_id: e.resourceId ?? null,
+    area: e.area ?? null,
+    purpose: ctx.purpose,
+    request_id: ctx.requestId,
+    outcome: e.outcome ?? 'success',
+    details: storable(e.details ?? {}),
+  }));
 }
 
 // --- The sealer: queue → chain ----------------------------------------------------------------

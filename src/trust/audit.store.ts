@@ -1,6 +1,6 @@
 /** SQL for the audit trail (审计): records, the chain head, checkpoints and keys. */
 import { sql, type QueryExecutorProvider, type RawBuilder } from 'kysely';
-import { bulkInsert, type QueryExecutorLike } from '../kernel/index.ts';
+import { bulkInsert, insertRows, type QueryExecutorLike, type Rider } from '../kernel/index.ts';
 import { withinPath } from './sql.ts';
 
 type Db = QueryExecutorProvider & QueryExecutorLike;
@@ -48,26 +48,51 @@ export const AUDIT_COLUMNS = [
 export type QueuedAuditRow = Omit<AuditRow, 'seq' | 'prev_hash' | 'hash'>;
 
 /** The queue holds a record's columns without its place in the chain. */
-const QUEUE_COLUMNS = AUDIT_COLUMNS.filter(
+const QUEUE_NAMES = AUDIT_COLUMNS.filter(
   (c): c is Exclude<(typeof AUDIT_COLUMNS)[number], 'seq' | 'prev_hash' | 'hash'> =>
     c !== 'seq' && c !== 'prev_hash' && c !== 'hash',
 );
+
+/** Their SQL types (a rider's INSERT … SELECT casts its values). */
+const QUEUE_TYPES: Record<(typeof QUEUE_NAMES)[number], string> = {
+  id: 'uuid',
+  at: 'timestamptz',
+  actor: 'text',
+  actor_kind: 'text',
+  org: 'text',
+  action: 'text',
+  resource_type: 'text',
+  resource_id: 'text',
+  area: 'text',
+  purpose: 'text',
+  request_id: 'text',
+  outcome: 'text',
+  details: 'jsonb',
+};
+const QUEUE_COLUMNS = QUEUE_NAMES.map((c) => [c, QUEUE_TYPES[c]] as const);
+
+const queueValues = (rows: QueuedAuditRow[]): unknown[][] =>
+  rows.map((r) => QUEUE_NAMES.map((c) => (c === 'details' ? JSON.stringify(r.details) : r[c])));
 
 /** Queues records for the sealer, in the caller's transaction (no lock taken). */
 export async function enqueueRows(trx: Db, rows: QueuedAuditRow[]): Promise<void> {
   await bulkInsert(trx, {
     table: 'trust.audit_queue',
-    columns: QUEUE_COLUMNS,
-    rows: rows.map((r) => QUEUE_COLUMNS.map((c) => (c === 'details' ? JSON.stringify(r.details) : r[c]))),
+    columns: QUEUE_NAMES,
+    rows: queueValues(rows),
     chunkRows: 2_000,
   });
 }
+
+/** Queues records as the statement of a rider (see the kernel's `writeWith`). */
+export const queueRider = (rows: QueuedAuditRow[]): Rider['statement'] =>
+  insertRows({ table: 'trust.audit_queue', columns: QUEUE_COLUMNS, rows: queueValues(rows) });
 
 /** Removes up to `limit` committed queued records and returns them in queue order (caller holds the head lock). */
 export async function takeQueued(trx: Db, limit: number): Promise<QueuedAuditRow[]> {
   const { rows } = await sql<QueuedAuditRow & { qid: string }>`delete from trust.audit_queue
     where qid in (select qid from trust.audit_queue order by qid limit ${limit})
-    returning qid, ${sql.join(QUEUE_COLUMNS.map((c) => sql.ref(c)))}`.execute(trx);
+    returning qid, ${sql.join(QUEUE_NAMES.map((c) => sql.ref(c)))}`.execute(trx);
   return rows.sort((a, b) => Number(BigInt(a.qid) - BigInt(b.qid))).map(({ qid: _qid, ...row }) => row);
 }
 

@@ -50,6 +50,7 @@ export {
 } from './permissions.ts';
 export {
   recordAudit,
+  auditRider,
   recordRefusal,
   sealAudit,
   audited,

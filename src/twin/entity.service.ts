@@ -1,13 +1,15 @@
 /**
  * NGSI-LD context information provision and consumption for single entities and batches
  * (ETSI GS CIM 009 v1.8 §5.6, §5.7.1, §5.6.7–10): create, retrieve, replace, merge, delete, the
- * attribute operations and the batch operations. Every write runs in one transaction that locks
- * the entity row (read-modify-write without lost updates), checks the caller may write in the
- * entity's old and new areas, writes the change, its audit record and its outbox event.
+ * attribute operations and the batch operations. A single-entity write reads the entity, checks
+ * the caller may write in its old and new areas, and writes the change with its audit record and
+ * outbox event as one statement that applies only if the entity is still at the version read
+ * (optimistic concurrency: no lost update, no lock held across round trips; after a few
+ * collisions the write falls back to a transaction holding the row lock, so it always ends).
+ * A batch writes each member the same way, on its own.
  */
-import { sql } from 'kysely';
-import { enqueueEvent, type Database } from '../kernel/index.ts';
-import { recordAudit, recordRefusal, type AuditEntry, type CallContext } from '../trust/index.ts';
+import { outboxRider, type Database, type Rider } from '../kernel/index.ts';
+import { auditRider, recordRefusal, type AuditEntry, type CallContext } from '../trust/index.ts';
 import { areaPathOf, authorizeWrite, canRead, warmAreas, type TwinAccess } from './access.ts';
 import {
   checkEntityId,
@@ -30,10 +32,10 @@ import {
 } from './entity.model.ts';
 import {
   deleteEntity,
-  ensureTenant,
   findEntity,
   insertEntity,
   tenantExists,
+  tenantRider,
   updateEntity,
   type StoredEntity,
 } from './entity.store.ts';
@@ -94,44 +96,44 @@ export async function requireTenant(db: Trx | Database['db'], tenant: string): P
     throw new NgsiError('NonexistentTenant', `No tenant ${clip(tenant)}`);
 }
 
-/** Writes the change's audit record and outbox event in its transaction. */
-async function recordChange(
-  trx: Trx,
-  tc: TwinCall,
-  changes: { action: string; id: string; areaPath: string | null; types: string[]; attributes?: string[] }[],
-): Promise<void> {
-  if (changes.length === 0) return;
-  await recordAudit(
-    trx,
-    tc.call,
-    changes.map((c) => ({
-      action: `twin.entity.${c.action}`,
-      resourceType: 'ngsi-ld-entity',
-      resourceId: c.id,
-      area: areaCode(c.areaPath),
-      details: {
-        tenant: tc.tenant,
-        types: c.types,
-        ...(c.attributes ? { attributes: c.attributes.slice(0, 100) } : {}),
-      },
-    })),
-  );
-  for (const c of changes)
-    await enqueueEvent(trx, {
-      topic: `twin.entity.${c.action}`,
-      payload: {
-        tenant: tc.tenant,
-        id: c.id,
-        types: c.types,
-        ...(c.attributes ? { attributes: c.attributes.slice(0, 200) } : {}),
-      },
-    });
+/** A change to one entity: what is recorded in the audit trail and announced on the bus. */
+interface Change {
+  action: string;
+  id: string;
+  areaPath: string | null;
+  types: string[];
+  attributes?: string[];
 }
 
-/** A write transaction, with the area index warmed first (see `warmAreas`). */
-async function transact<T>(rt: TwinRuntime, fn: (trx: Trx) => Promise<T>): Promise<T> {
-  await warmAreas(rt.database);
-  return rt.database.transact(fn);
+/** The change's audit record and outbox event, riding along with the statement that makes it. */
+function changeRiders(tc: TwinCall, change: Change): Rider[] {
+  const { action, id, types, attributes } = change;
+  return [
+    auditRider(tc.call, [
+      {
+        action: `twin.entity.${action}`,
+        resourceType: 'ngsi-ld-entity',
+        resourceId: id,
+        area: areaCode(change.areaPath),
+        details: {
+          tenant: tc.tenant,
+          types,
+          ...(attributes ? { attributes: attributes.slice(0, 100) } : {}),
+        },
+      },
+    ]),
+    outboxRider([
+      {
+        topic: `twin.entity.${action}`,
+        payload: {
+          tenant: tc.tenant,
+          id,
+          types,
+          ...(attributes ? { attributes: attributes.slice(0, 200) } : {}),
+        },
+      },
+    ]),
+  ];
 }
 
 /** Runs a write; a refusal of a known caller (403) is recorded in the audit trail, in its own transaction. */
@@ -164,32 +166,85 @@ function entityWrite(rt: TwinRuntime, tc: TwinCall, e: EntityInput, at: Date) {
   };
 }
 
-/** Rewrites a locked entity with new content, authorizing the old and the new area. */
-async function rewrite(
+/** The entity, if it exists and the caller may see it: ResourceNotFound or NonexistentTenant otherwise. */
+async function findVisible(
   rt: TwinRuntime,
-  trx: Trx,
+  db: Trx | Database['db'],
   tc: TwinCall,
-  old: StoredEntity,
-  next: { types: string[]; scopes: string[] | null; attrs: Attrs },
-  at: Date,
-): Promise<string | null> {
-  const w = entityWrite(
-    rt,
-    tc,
-    { id: old.id, types: next.types, scopes: next.scopes ?? undefined, attrs: next.attrs },
-    at,
-  );
-  authorizeWrite(rt.access, tc.call, [old.areaPath, w.areaPath]);
-  await updateEntity(trx, w);
-  return w.areaPath;
+  id: string,
+  options: { forUpdate?: boolean } = {},
+): Promise<StoredEntity> {
+  const e = await findEntity(db, tc.tenant, id, options);
+  if (!e) {
+    await requireTenant(db, tc.tenant);
+    throw notFound(id);
+  }
+  if (!canRead(rt.access, tc.call, e.areaPath)) throw notFound(id);
+  return e;
 }
 
-/** Loads and locks an entity visible to the caller (404 otherwise). */
-async function lockVisible(rt: TwinRuntime, trx: Trx, tc: TwinCall, id: string): Promise<StoredEntity> {
-  await requireTenant(trx, tc.tenant);
-  const old = await findEntity(trx, tc.tenant, id, { forUpdate: true });
-  if (!old || !canRead(rt.access, tc.call, old.areaPath)) throw notFound(id);
-  return old;
+/** What a write does to the entity it read: rewrite it, delete it, or leave it as it is. */
+type Plan<R> =
+  | { write: 'update'; next: EntityContent; change: Omit<Change, 'id' | 'areaPath' | 'types'>; result: R }
+  | { write: 'delete'; result: R }
+  | { write: 'none'; result: R };
+
+interface EntityContent {
+  types: string[];
+  scopes: string[] | null;
+  attrs: Attrs;
+}
+
+/** Optimistic attempts before a write takes the row lock. */
+const OPTIMISTIC_ATTEMPTS = 3;
+
+/**
+ * Applies `plan` (a pure function of the entity read) to entity `id`: authorizes the old and new
+ * areas, then writes the result with its audit record and outbox event in one statement that
+ * applies only to the version read. When another write got in between, reads and plans again;
+ * after `OPTIMISTIC_ATTEMPTS` collisions it does so in a transaction holding the row lock.
+ */
+async function modify<R>(
+  rt: TwinRuntime,
+  tc: TwinCall,
+  id: string,
+  at: Date,
+  plan: (old: StoredEntity) => Plan<R>,
+): Promise<R> {
+  await warmAreas(rt.database);
+  const attempt = async (db: Trx | Database['db'], lock: boolean): Promise<{ done: boolean; result: R }> => {
+    const old = await findVisible(rt, db, tc, id, { forUpdate: lock });
+    const p = plan(old);
+    if (p.write === 'none') return { done: true, result: p.result };
+    if (p.write === 'delete') {
+      authorizeWrite(rt.access, tc.call, [old.areaPath]);
+      const change = { action: 'delete', id, areaPath: old.areaPath, types: old.types };
+      return {
+        done: await deleteEntity(
+          db,
+          { tenant: tc.tenant, id, version: old.version },
+          changeRiders(tc, change),
+        ),
+        result: p.result,
+      };
+    }
+    const w = entityWrite(
+      rt,
+      tc,
+      { id, types: p.next.types, scopes: p.next.scopes ?? undefined, attrs: p.next.attrs },
+      at,
+    );
+    authorizeWrite(rt.access, tc.call, [old.areaPath, w.areaPath]);
+    const change = { ...p.change, id, areaPath: w.areaPath, types: p.next.types };
+    return { done: await updateEntity(db, w, old.version, changeRiders(tc, change)), result: p.result };
+  };
+  for (let n = 1; n <= OPTIMISTIC_ATTEMPTS; n++) {
+    const r = await attempt(rt.database.db, false);
+    if (r.done) return r.result;
+  }
+  const r = await rt.database.transact((trx) => attempt(trx, true));
+  if (!r.done) throw new Error(`entity ${id} changed while locked`);
+  return r.result;
 }
 
 const compactNames = (tc: TwinCall, iris: string[]): string[] => iris.map((i) => tc.terms.compact(i));
@@ -205,48 +260,40 @@ export async function createEntity(rt: TwinRuntime, tc: TwinCall, body: unknown)
     tc,
     { action: 'twin.entity.create', resourceType: 'ngsi-ld-entity', resourceId: input.id },
     async () => {
-      await transact(rt, async (trx) => {
-        const w = entityWrite(rt, tc, input, at);
-        authorizeWrite(rt.access, tc.call, [w.areaPath]);
-        if (tc.tenant !== '') await ensureTenant(trx, tc.tenant);
-        if (!(await insertEntity(trx, w)))
-          throw new NgsiError('AlreadyExists', `Entity ${clip(input.id)} exists already`);
-        await recordChange(trx, tc, [
-          {
-            action: 'create',
-            id: input.id,
-            areaPath: w.areaPath,
-            types: input.types,
-            attributes: compactNames(tc, Object.keys(input.attrs)),
-          },
-        ]);
-      });
+      if (!(await insertNew(rt, tc, input, at)))
+        throw new NgsiError('AlreadyExists', `Entity ${clip(input.id)} exists already`);
       return input.id;
     },
   );
 }
 
+/**
+ * Inserts a new entity with its audit record and outbox event (and its tenant, on the tenant's
+ * first write) in one statement; false, writing nothing, when the id is taken.
+ */
+async function insertNew(rt: TwinRuntime, tc: TwinCall, input: EntityInput, at: Date): Promise<boolean> {
+  await warmAreas(rt.database);
+  const w = entityWrite(rt, tc, input, at);
+  authorizeWrite(rt.access, tc.call, [w.areaPath]);
+  const riders = changeRiders(tc, {
+    action: 'create',
+    id: input.id,
+    areaPath: w.areaPath,
+    types: input.types,
+    attributes: compactNames(tc, Object.keys(input.attrs)),
+  });
+  return insertEntity(rt.database.db, w, tc.tenant === '' ? riders : [tenantRider(tc.tenant), ...riders]);
+}
+
 /** Retrieves an entity visible to the caller (§5.7.1); ResourceNotFound otherwise. */
 export async function retrieveEntity(rt: TwinRuntime, tc: TwinCall, id: string): Promise<StoredEntity> {
-  const db = rt.database.db;
-  const e = await findEntity(db, tc.tenant, id);
-  if (!e) {
-    await requireTenant(db, tc.tenant);
-    throw notFound(id);
-  }
-  if (!canRead(rt.access, tc.call, e.areaPath)) throw notFound(id);
-  return e;
+  return findVisible(rt, rt.database.db, tc, id);
 }
 
 /** Deletes an entity (§5.6.6). */
 export async function removeEntity(rt: TwinRuntime, tc: TwinCall, id: string): Promise<void> {
   await audit(rt, tc, { action: 'twin.entity.delete', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
-    transact(rt, async (trx) => {
-      const old = await lockVisible(rt, trx, tc, id);
-      authorizeWrite(rt.access, tc.call, [old.areaPath]);
-      await deleteEntity(trx, tc.tenant, id);
-      await recordChange(trx, tc, [{ action: 'delete', id, areaPath: old.areaPath, types: old.types }]);
-    }),
+    modify(rt, tc, id, new Date(), () => ({ write: 'delete', result: undefined })),
   );
 }
 
@@ -255,26 +302,12 @@ export async function replaceEntity(rt: TwinRuntime, tc: TwinCall, id: string, b
   const at = new Date();
   const input = parseEntity(body, tc.terms, { now: at.toISOString(), id });
   await audit(rt, tc, { action: 'twin.entity.replace', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
-    transact(rt, async (trx) => {
-      const old = await lockVisible(rt, trx, tc, id);
-      const areaPath = await rewrite(
-        rt,
-        trx,
-        tc,
-        old,
-        { types: input.types, scopes: input.scopes ?? null, attrs: input.attrs },
-        at,
-      );
-      await recordChange(trx, tc, [
-        {
-          action: 'replace',
-          id,
-          areaPath,
-          types: input.types,
-          attributes: compactNames(tc, Object.keys(input.attrs)),
-        },
-      ]);
-    }),
+    modify(rt, tc, id, at, () => ({
+      write: 'update',
+      next: { types: input.types, scopes: input.scopes ?? null, attrs: input.attrs },
+      change: { action: 'replace', attributes: compactNames(tc, Object.keys(input.attrs)) },
+      result: undefined,
+    })),
   );
 }
 
@@ -289,24 +322,24 @@ export async function mergeEntity(rt: TwinRuntime, tc: TwinCall, id: string, bod
   const scopes = body['scope'] === undefined ? undefined : parseScopes(body['scope']);
   const patch = parseAttributes(body, tc.terms, { now, allowNull: true });
   await audit(rt, tc, { action: 'twin.entity.merge', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
-    transact(rt, async (trx) => {
-      const old = await lockVisible(rt, trx, tc, id);
-      const attrs = mergeAttrs(old.attrs, patch, now);
-      const nextTypes = [...old.types, ...types.filter((t) => !old.types.includes(t))];
-      const areaPath = await rewrite(
-        rt,
-        trx,
-        tc,
-        old,
-        { types: nextTypes, scopes: scopes ?? old.scopes, attrs },
-        at,
-      );
-      await recordChange(trx, tc, [
-        { action: 'merge', id, areaPath, types: nextTypes, attributes: compactNames(tc, Object.keys(patch)) },
-      ]);
-    }),
+    modify(rt, tc, id, at, (old) => ({
+      write: 'update',
+      next: {
+        types: addTypes(old.types, types),
+        scopes: scopes ?? old.scopes,
+        attrs: mergeAttrs(old.attrs, patch, now),
+      },
+      change: { action: 'merge', attributes: compactNames(tc, Object.keys(patch)) },
+      result: undefined,
+    })),
   );
 }
+
+/** The types of an entity with `added` appended (existing ones kept in place). */
+const addTypes = (types: string[], added: string[]): string[] => [
+  ...types,
+  ...added.filter((t) => !types.includes(t)),
+];
 
 /**
  * Merge semantics: an attribute set to null is deleted; an instance with the same datasetId as a
@@ -378,8 +411,7 @@ export async function appendAttributes(
   const patch = parseAttributes(body, tc.terms, { now: at.toISOString() });
   const types = body['type'] === undefined ? [] : parseTypes(body['type'], tc.terms);
   return audit(rt, tc, { action: 'twin.entity.append', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
-    transact(rt, async (trx) => {
-      const old = await lockVisible(rt, trx, tc, id);
+    modify(rt, tc, id, at, (old) => {
       const attrs: Attrs = { ...old.attrs };
       const result: UpdateResult = { updated: [], notUpdated: [] };
       for (const [iri, instances] of Object.entries(patch)) {
@@ -397,14 +429,15 @@ export async function appendAttributes(
         } else attrs[iri] = putInstances(existing ?? [], instances);
         result.updated.push(name);
       }
-      const nextTypes = [...old.types, ...types.filter((t) => !old.types.includes(t))];
-      if (result.updated.length > 0 || nextTypes.length !== old.types.length) {
-        const areaPath = await rewrite(rt, trx, tc, old, { types: nextTypes, scopes: old.scopes, attrs }, at);
-        await recordChange(trx, tc, [
-          { action: 'append', id, areaPath, types: nextTypes, attributes: result.updated },
-        ]);
-      }
-      return result;
+      const nextTypes = addTypes(old.types, types);
+      if (result.updated.length === 0 && nextTypes.length === old.types.length)
+        return { write: 'none', result };
+      return {
+        write: 'update',
+        next: { types: nextTypes, scopes: old.scopes, attrs },
+        change: { action: 'append', attributes: result.updated },
+        result,
+      };
     }),
   );
 }
@@ -423,8 +456,7 @@ export async function updateAttributes(
   if (!isPlainObject(body)) throw new NgsiError('BadRequestData', 'The fragment must be a JSON object');
   const patch = parseAttributes(body, tc.terms, { now: at.toISOString() });
   return audit(rt, tc, { action: 'twin.entity.update', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
-    transact(rt, async (trx) => {
-      const old = await lockVisible(rt, trx, tc, id);
+    modify(rt, tc, id, at, (old) => {
       const attrs: Attrs = { ...old.attrs };
       const result: UpdateResult = { updated: [], notUpdated: [] };
       for (const [iri, instances] of Object.entries(patch)) {
@@ -443,13 +475,13 @@ export async function updateAttributes(
         attrs[iri] = putInstances(existing, known);
         result.updated.push(name);
       }
-      if (result.updated.length > 0) {
-        const areaPath = await rewrite(rt, trx, tc, old, { types: old.types, scopes: old.scopes, attrs }, at);
-        await recordChange(trx, tc, [
-          { action: 'update', id, areaPath, types: old.types, attributes: result.updated },
-        ]);
-      }
-      return result;
+      if (result.updated.length === 0) return { write: 'none', result };
+      return {
+        write: 'update',
+        next: { types: old.types, scopes: old.scopes, attrs },
+        change: { action: 'update', attributes: result.updated },
+        result,
+      };
     }),
   );
 }
@@ -485,8 +517,7 @@ export async function patchAttribute(
   const iri = tc.terms.expand(attrName);
   const datasetId = body['datasetId'];
   await audit(rt, tc, { action: 'twin.entity.update', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
-    transact(rt, async (trx) => {
-      const old = await lockVisible(rt, trx, tc, id);
+    modify(rt, tc, id, at, (old) => {
       const list = old.attrs[iri];
       const index = list?.findIndex((i) => i.datasetId === datasetId) ?? -1;
       const stored = list?.[index];
@@ -503,14 +534,18 @@ export async function patchAttribute(
       const inst = parseInstance(attrName, raw, tc.terms, now);
       const nextList = [...list];
       nextList[index] = mergeInstance(stored, inst, now);
-      const attrs = { ...old.attrs, [iri]: nextList };
-      const areaPath = await rewrite(rt, trx, tc, old, { types: old.types, scopes: old.scopes, attrs }, at);
-      await recordChange(trx, tc, [
-        { action: 'update', id, areaPath, types: old.types, attributes: [attrName] },
-      ]);
+      return attributeWrite(old, { ...old.attrs, [iri]: nextList }, attrName);
     }),
   );
 }
+
+/** The plan of a write that changes one attribute of `old`. */
+const attributeWrite = (old: StoredEntity, attrs: Attrs, attrName: string): Plan<undefined> => ({
+  write: 'update',
+  next: { types: old.types, scopes: old.scopes, attrs },
+  change: { action: 'update', attributes: [attrName] },
+  result: undefined,
+});
 
 /** A stored main member in the shape `parseInstance` accepts (vocab compacted back to terms). */
 function rawMain(stored: Instance, main: string, tc: TwinCall): unknown {
@@ -535,15 +570,10 @@ export async function replaceAttribute(
   if (isPlainObject(body)) delete body['@context'];
   const instances = parseAttribute(attrName, body, tc.terms, at.toISOString());
   await audit(rt, tc, { action: 'twin.entity.update', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
-    transact(rt, async (trx) => {
-      const old = await lockVisible(rt, trx, tc, id);
+    modify(rt, tc, id, at, (old) => {
       if (!old.attrs[iri])
         throw new NgsiError('ResourceNotFound', `Entity ${clip(id)} has no attribute ${clip(attrName)}`);
-      const attrs = { ...old.attrs, [iri]: instances };
-      const areaPath = await rewrite(rt, trx, tc, old, { types: old.types, scopes: old.scopes, attrs }, at);
-      await recordChange(trx, tc, [
-        { action: 'update', id, areaPath, types: old.types, attributes: [attrName] },
-      ]);
+      return attributeWrite(old, { ...old.attrs, [iri]: instances }, attrName);
     }),
   );
 }
@@ -559,11 +589,9 @@ export async function deleteAttribute(
   attrName: string,
   options: { datasetId?: string | undefined; deleteAll: boolean },
 ): Promise<void> {
-  const at = new Date();
   const iri = tc.terms.expand(attrName);
   await audit(rt, tc, { action: 'twin.entity.update', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
-    transact(rt, async (trx) => {
-      const old = await lockVisible(rt, trx, tc, id);
+    modify(rt, tc, id, new Date(), (old) => {
       const list = old.attrs[iri];
       const keep = options.deleteAll ? [] : (list ?? []).filter((i) => i.datasetId !== options.datasetId);
       if (!list || keep.length === list.length)
@@ -573,10 +601,7 @@ export async function deleteAttribute(
         );
       const attrs = Object.fromEntries(Object.entries(old.attrs).filter(([k]) => k !== iri));
       if (keep.length > 0) attrs[iri] = keep;
-      const areaPath = await rewrite(rt, trx, tc, old, { types: old.types, scopes: old.scopes, attrs }, at);
-      await recordChange(trx, tc, [
-        { action: 'update', id, areaPath, types: old.types, attributes: [attrName] },
-      ]);
+      return attributeWrite(old, attrs, attrName);
     }),
   );
 }
@@ -603,9 +628,10 @@ function memberError(e: unknown): NgsiError {
 }
 
 /**
- * Runs a batch in one transaction. Each member is validated and applied on its own; a member's
- * refusal is reported in `errors` and leaves the others in place (members are applied under a
- * savepoint each, so a refused one leaves nothing behind).
+ * Runs a batch. Each member is validated and written on its own, as the single-entity operation
+ * would write it (one statement with its audit record and outbox event); a member's refusal is
+ * reported in `errors`, leaves nothing of it behind and the others in place. NGSI-LD reports batch
+ * results per entity, so a batch is not one transaction: members written before a crash stay.
  */
 export async function batchOperation(
   rt: TwinRuntime,
@@ -669,87 +695,61 @@ export async function batchOperation(
   }
   if (members.length === 0) return result;
 
-  await transact(rt, async (trx) => {
-    const creates = kind === 'create' || kind === 'upsert';
-    if (creates && tc.tenant !== '') await ensureTenant(trx, tc.tenant);
-    else await requireTenant(trx, tc.tenant);
-    const changes: Parameters<typeof recordChange>[2] = [];
-    for (const m of members) {
-      try {
-        await savepoint(trx, async () => {
-          const change = await applyMember(rt, trx, tc, kind, m, at, options, result);
-          if (change) changes.push(change);
-        });
-        result.success.push(m.id);
-      } catch (e) {
-        fail(m.id, e);
-      }
+  if (kind !== 'create' && kind !== 'upsert') await requireTenant(rt.database.db, tc.tenant);
+  for (const m of members) {
+    try {
+      await applyMember(rt, tc, kind, m, at, options, result);
+      result.success.push(m.id);
+    } catch (e) {
+      fail(m.id, e);
     }
-    await recordChange(trx, tc, changes);
-  });
+  }
   return result;
 }
 
-/** Runs `fn` under a savepoint: its writes roll back alone when it throws. */
-async function savepoint(trx: Trx, fn: () => Promise<void>): Promise<void> {
-  await sql`savepoint batch_member`.execute(trx);
-  try {
-    await fn();
-    await sql`release savepoint batch_member`.execute(trx);
-  } catch (e) {
-    await sql`rollback to savepoint batch_member`.execute(trx);
-    throw e;
-  }
-}
-
+/** One member of a batch, written like the single-entity operation it corresponds to. */
 async function applyMember(
   rt: TwinRuntime,
-  trx: Trx,
   tc: TwinCall,
   kind: BatchKind,
   m: { id: string; input?: EntityInput; patch?: Attrs; types?: string[]; scopes?: string[] | undefined },
   at: Date,
   options: { upsertMode: 'replace' | 'update'; noOverwrite: boolean },
   result: BatchResult,
-): Promise<
-  { action: string; id: string; areaPath: string | null; types: string[]; attributes?: string[] } | undefined
-> {
-  const now = at.toISOString();
+): Promise<void> {
   if (kind === 'delete') {
-    const old = await findEntity(trx, tc.tenant, m.id, { forUpdate: true });
-    if (!old || !canRead(rt.access, tc.call, old.areaPath)) throw notFound(m.id);
-    authorizeWrite(rt.access, tc.call, [old.areaPath]);
-    await deleteEntity(trx, tc.tenant, m.id);
-    return { action: 'delete', id: m.id, areaPath: old.areaPath, types: old.types };
+    await modify(rt, tc, m.id, at, () => ({ write: 'delete', result: undefined }));
+    return;
   }
   const input = m.input as EntityInput;
-  const old = await findEntity(trx, tc.tenant, m.id, { forUpdate: true });
-  const visible = old !== undefined && canRead(rt.access, tc.call, old.areaPath);
-  const attributes = compactNames(tc, Object.keys(input.attrs));
-  if (kind === 'create' || (kind === 'upsert' && !visible)) {
-    if (old)
-      throw visible || rt.access === 'open'
-        ? new NgsiError('AlreadyExists', `Entity ${clip(m.id)} exists already`)
-        : notFound(m.id);
-    const w = entityWrite(rt, tc, input, at);
-    authorizeWrite(rt.access, tc.call, [w.areaPath]);
-    if (!(await insertEntity(trx, w)))
-      throw new NgsiError('AlreadyExists', `Entity ${clip(m.id)} exists already`);
-    result.created.push(m.id);
-    return { action: 'create', id: m.id, areaPath: w.areaPath, types: input.types, attributes };
+  if (kind === 'create' || kind === 'upsert') {
+    if (await insertNew(rt, tc, input, at)) {
+      result.created.push(m.id);
+      return;
+    }
+    if (kind === 'create') throw new NgsiError('AlreadyExists', `Entity ${clip(m.id)} exists already`);
   }
-  if (!old || !visible) throw notFound(m.id);
-  let next: { types: string[]; scopes: string[] | null; attrs: Attrs };
-  const addTypes = (types: string[]) => [...old.types, ...types.filter((t) => !old.types.includes(t))];
-  if (kind === 'upsert' && options.upsertMode === 'replace') {
-    next = { types: input.types, scopes: input.scopes ?? null, attrs: input.attrs };
-  } else if (kind === 'merge') {
-    next = {
-      types: addTypes(m.types ?? []),
-      scopes: m.scopes ?? old.scopes,
-      attrs: mergeAttrs(old.attrs, m.patch ?? {}, now),
-    };
-  } else {
+  const now = at.toISOString();
+  const attributes = compactNames(tc, Object.keys(input.attrs));
+  await modify(rt, tc, m.id, at, (old) => {
+    if (kind === 'upsert' && options.upsertMode === 'replace')
+      return {
+        write: 'update',
+        next: { types: input.types, scopes: input.scopes ?? null, attrs: input.attrs },
+        change: { action: 'replace', attributes },
+        result: undefined,
+      };
+    if (kind === 'merge')
+      return {
+        write: 'update',
+        next: {
+          types: addTypes(old.types, m.types ?? []),
+          scopes: m.scopes ?? old.scopes,
+          attrs: mergeAttrs(old.attrs, m.patch ?? {}, now),
+        },
+        change: { action: 'merge', attributes },
+        result: undefined,
+      };
     // update, and upsert with options=update: append semantics (overwrite unless noOverwrite).
     const attrs: Attrs = { ...old.attrs };
     for (const [iri, instances] of Object.entries(m.patch ?? {})) {
@@ -757,14 +757,11 @@ async function applyMember(
       if (existing && options.noOverwrite) continue;
       attrs[iri] = putInstances(existing ?? [], instances);
     }
-    next = { types: addTypes(m.types ?? []), scopes: m.scopes ?? old.scopes, attrs };
-  }
-  const areaPath = await rewrite(rt, trx, tc, old, next, at);
-  return {
-    action: kind === 'merge' ? 'merge' : kind === 'upsert' ? 'replace' : 'update',
-    id: m.id,
-    areaPath,
-    types: next.types,
-    attributes,
-  };
+    return {
+      write: 'update',
+      next: { types: addTypes(old.types, m.types ?? []), scopes: m.scopes ?? old.scopes, attrs },
+      change: { action: 'update', attributes },
+      result: undefined,
+    };
+  });
 }

@@ -1,5 +1,6 @@
 /** SQL for the twin's entities and tenants (twin.entities, twin.tenants). */
-import { sql, type QueryExecutorProvider, type RawBuilder } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider, type RawBuilder } from 'kysely';
+import { insertRows, writeWith, type KernelTables, type Rider } from '../kernel/index.ts';
 import type { Attrs } from './entity.model.ts';
 import type { EntityRecord } from './entity.render.ts';
 
@@ -13,11 +14,14 @@ interface EntityRow {
   modified_at: Date;
   attrs: Attrs;
   area_path: string | null;
+  version: number;
 }
 
 /** A stored entity with where it lies (its jurisdiction path). */
 export interface StoredEntity extends EntityRecord {
   areaPath: string | null;
+  /** Bumped by every write: a write applies only to the version it read (optimistic concurrency). */
+  version: number;
 }
 
 const toStored = (r: EntityRow): StoredEntity => ({
@@ -28,9 +32,10 @@ const toStored = (r: EntityRow): StoredEntity => ({
   modifiedAt: r.modified_at.toISOString(),
   attrs: r.attrs,
   areaPath: r.area_path,
+  version: r.version,
 });
 
-const COLUMNS = sql`e.id, e.types, e.scopes, e.created_at, e.modified_at, e.attrs, e.area_path`;
+const COLUMNS = sql`e.id, e.types, e.scopes, e.created_at, e.modified_at, e.attrs, e.area_path, e.version`;
 
 /** The geometry column's value: GeoJSON → 2D WGS-84 geometry (heights are kept in attrs only). */
 const geometryValue = (geojson: string | null): RawBuilder<unknown> =>
@@ -58,10 +63,15 @@ export async function tenantExists(db: Db, tenant: string): Promise<boolean> {
   return rows.length > 0;
 }
 
-/** Creates the tenant if missing (NGSI-LD: tenants are created by their first write). */
-export async function ensureTenant(db: Db, tenant: string): Promise<void> {
-  await sql`insert into twin.tenants (name) values (${tenant}) on conflict do nothing`.execute(db);
-}
+/** Creates the tenant if missing (NGSI-LD: by its first write), riding along with that write. */
+export const tenantRider = (tenant: string): Rider => ({
+  statement: insertRows({
+    table: 'twin.tenants',
+    columns: [['name', 'text']],
+    rows: [[tenant]],
+    onConflictDoNothing: true,
+  }),
+});
 
 export interface TenantInfo {
   name: string;
@@ -119,34 +129,59 @@ export async function findEntities(
   return rows.map(toStored);
 }
 
-/** Inserts a new entity; false when one with this id exists already (nothing written). */
-export async function insertEntity(db: Db, w: EntityWrite): Promise<boolean> {
-  const { rows } = await sql<{ id: string }>`
-    insert into twin.entities (tenant, id, types, scopes, created_at, modified_at, attrs, location, area_path)
-    values (${w.tenant}, ${w.id}, ${w.types}::text[], ${w.scopes}::text[], ${w.at}, ${w.at},
-            ${JSON.stringify(w.attrs)}::jsonb, ${geometryValue(w.location)}, ${w.areaPath})
-    on conflict (tenant, id) do nothing returning id`.execute(db);
+type Writer = Kysely<KernelTables>;
+
+/**
+ * Inserts a new entity and, in the same statement, its riders (audit record, outbox event); false
+ * when one with this id exists already (nothing written).
+ */
+export async function insertEntity(db: Writer, w: EntityWrite, riders: Rider[]): Promise<boolean> {
+  const rows = await writeWith(
+    db,
+    sql<{ id: string }>`insert into twin.entities
+        (tenant, id, types, scopes, created_at, modified_at, attrs, location, area_path)
+      values (${w.tenant}, ${w.id}, ${w.types}::text[], ${w.scopes}::text[], ${w.at}, ${w.at},
+              ${JSON.stringify(w.attrs)}::jsonb, ${geometryValue(w.location)}, ${w.areaPath})
+      on conflict (tenant, id) do nothing returning id`,
+    riders,
+  );
   return rows.length > 0;
 }
 
-/** Rewrites an existing entity's content (types, scopes, attributes, location). */
-export async function updateEntity(db: Db, w: EntityWrite): Promise<void> {
-  await sql`update twin.entities set types = ${w.types}::text[], scopes = ${w.scopes}::text[],
-      modified_at = ${w.at}, attrs = ${JSON.stringify(w.attrs)}::jsonb,
-      location = ${geometryValue(w.location)}, area_path = ${w.areaPath}
-    where tenant = ${w.tenant} and id = ${w.id}`.execute(db);
+/**
+ * Rewrites an entity's content (types, scopes, attributes, location) and writes its riders, if
+ * the entity is still at `version`; false when it was changed or deleted since it was read.
+ */
+export async function updateEntity(
+  db: Writer,
+  w: EntityWrite,
+  version: number,
+  riders: Rider[],
+): Promise<boolean> {
+  const rows = await writeWith(
+    db,
+    sql<{ id: string }>`update twin.entities set types = ${w.types}::text[], scopes = ${w.scopes}::text[],
+        modified_at = ${w.at}, attrs = ${JSON.stringify(w.attrs)}::jsonb,
+        location = ${geometryValue(w.location)}, area_path = ${w.areaPath}, version = version + 1
+      where tenant = ${w.tenant} and id = ${w.id} and version = ${version} returning id`,
+    riders,
+  );
+  return rows.length > 0;
 }
 
-/** Deletes an entity; returns its jurisdiction path (or undefined when there was none). */
+/** Deletes an entity and writes its riders if it is still at `version`; false otherwise. */
 export async function deleteEntity(
-  db: Db,
-  tenant: string,
-  id: string,
-): Promise<{ areaPath: string | null } | undefined> {
-  const { rows } = await sql<{ area_path: string | null }>`delete from twin.entities
-    where tenant = ${tenant} and id = ${id} returning area_path`.execute(db);
-  const row = rows[0];
-  return row ? { areaPath: row.area_path } : undefined;
+  db: Writer,
+  entity: { tenant: string; id: string; version: number },
+  riders: Rider[],
+): Promise<boolean> {
+  const rows = await writeWith(
+    db,
+    sql<{ id: string }>`delete from twin.entities
+      where tenant = ${entity.tenant} and id = ${entity.id} and version = ${entity.version} returning id`,
+    riders,
+  );
+  return rows.length > 0;
 }
 
 export interface EntityQuery {

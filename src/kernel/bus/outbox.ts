@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type Kysely } from 'kysely';
 import { afterCommit, type Database } from '../db/database.ts';
+import { insertRows, type Rider } from '../db/riders.ts';
 import type { KernelTables } from '../db/tables.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -33,23 +34,55 @@ export async function enqueueEvent<P>(
 ): Promise<BusEvent<P>> {
   // Outside a transaction the event would not share the fate of the change it announces.
   if (!trx.isTransaction) throw new Error('enqueueEvent must be called with the transaction of the change');
-  const event = makeEvent(args);
-  const payloadJson = JSON.stringify(event.payload);
-  if (Buffer.byteLength(payloadJson) > MAX_EVENT_BYTES)
-    throw new Error(`event payload for ${event.topic} exceeds ${MAX_EVENT_BYTES} bytes`);
-  const row = await trx
+  const { event, row } = outboxRow(args);
+  const inserted = await trx
     .insertInto('kernel.outbox')
-    .values({
-      id: event.id,
-      topic: event.topic,
-      payload: payloadJson,
-      headers: JSON.stringify(event.headers),
-    })
+    .values(row)
     .returning('created_at')
     .executeTakeFirstOrThrow();
-  afterCommit(trx, () => outboxSignal.emit('committed'));
-  return { ...event, createdAt: row.created_at.toISOString() };
+  afterCommit(trx, wakeRelays);
+  return { ...event, createdAt: inserted.created_at.toISOString() };
 }
+
+/**
+ * The outbox events of a change as a rider of its statement (see `writeWith`): written in the
+ * change's statement, relays woken when it commits. Throws like `enqueueEvent` on a bad event.
+ */
+export function outboxRider(
+  events: { topic: string; payload: unknown; headers?: Record<string, string> }[],
+): Rider {
+  const rows = events.map((e) => {
+    const { row } = outboxRow(e);
+    return [row.id, row.topic, row.payload, row.headers];
+  });
+  return {
+    statement: insertRows({ table: 'kernel.outbox', columns: OUTBOX_COLUMNS, rows }),
+    afterCommit: wakeRelays,
+  };
+}
+
+const OUTBOX_COLUMNS = [
+  ['id', 'uuid'],
+  ['topic', 'text'],
+  ['payload', 'jsonb'],
+  ['headers', 'jsonb'],
+] as const;
+
+/** An event and its outbox row; throws on an invalid topic or an oversized payload. */
+function outboxRow<P>(args: { topic: string; payload: P; headers?: Record<string, string> }) {
+  const event = makeEvent(args);
+  const payload = JSON.stringify(event.payload);
+  if (Buffer.byteLength(payload) > MAX_EVENT_BYTES)
+    throw new Error(`event payload for ${event.topic} exceeds ${MAX_EVENT_BYTES} bytes`);
+  return {
+    event,
+    row: { id: event.id, topic: event.topic, payload, headers: JSON.stringify(event.headers) },
+  };
+}
+
+const wakeRelays = (): void => {
+  outboxSignal.emit('committed');
+};
 
 /**
  * Runs `effect` for `event` at most once for `consumer`: the event id is recorded in the same

@@ -1,0 +1,84 @@
+/**
+ * One round trip for a change and the records that go with it. A change (an INSERT, UPDATE or
+ * DELETE … RETURNING) and its riders (INSERT … SELECT statements: its audit record, its outbox
+ * event) run as one statement of data-modifying CTEs, so they commit together or not at all, and
+ * the riders write only when the change returned a row. A small write is then one statement in
+ * place of BEGIN, n statements and COMMIT: on a busy server the round trips, not the SQL, are
+ * what a small write costs.
+ */
+import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { afterCommit } from './database.ts';
+import type { KernelTables } from './tables.ts';
+
+/** A statement that rides along with a change (see `writeWith`). */
+export interface Rider {
+  /** The rider's statement, writing only when `when` (an SQL boolean) holds. */
+  statement(when: RawBuilder<unknown>): RawBuilder<unknown>;
+  /** Runs once the change has committed (e.g. wakes a relay). */
+  afterCommit?: () => void;
+}
+
+const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
+const TABLE = /^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/;
+const TYPE = /^[a-z_][a-z0-9_ ]*(\[\])?$/;
+
+/** Largest number of values one rider may carry (PostgreSQL allows 65,535 per statement). */
+const MAX_VALUES = 30_000;
+
+/**
+ * The statement of a rider inserting `rows` (values in `columns` order) into `table`. Each
+ * column names its SQL type: values in an INSERT … SELECT are not typed by the target table, so
+ * they are cast. Throws, before any SQL runs, on a bad identifier, a row of the wrong width or
+ * too many values.
+ */
+export function insertRows(args: {
+  table: string;
+  columns: readonly (readonly [name: string, type: string])[];
+  rows: readonly (readonly unknown[])[];
+  onConflictDoNothing?: boolean;
+}): Rider['statement'] {
+  const { table, columns, rows } = args;
+  if (!TABLE.test(table)) throw new Error(`insertRows: invalid table "${table}"`);
+  if (columns.length === 0) throw new Error('insertRows: no columns');
+  for (const [name, type] of columns)
+    if (!IDENTIFIER.test(name) || !TYPE.test(type))
+      throw new Error(`insertRows: invalid column "${name}" ${type}`);
+  for (const [i, r] of rows.entries())
+    if (r.length !== columns.length)
+      throw new Error(`insertRows: row ${i} has ${r.length} values for ${columns.length} columns`);
+  if (rows.length * columns.length > MAX_VALUES)
+    throw new Error(`insertRows: ${rows.length} rows exceed ${MAX_VALUES} values`);
+  const names = sql.raw(columns.map(([name]) => name).join(', '));
+  const tuples = rows.map(
+    (r) =>
+      sql`(${sql.join(r.map((v, c) => sql`${v}::${sql.raw((columns[c] as readonly [string, string])[1])}`))})`,
+  );
+  const conflict = args.onConflictDoNothing ? sql` on conflict do nothing` : sql``;
+  return (when) =>
+    sql`insert into ${sql.raw(table)} (${names})
+      select * from (values ${sql.join(tuples)}) as v (${names}) where ${when}${conflict}`;
+}
+
+/**
+ * Runs `change` and its riders as one statement and resolves to the rows `change` returned; the
+ * riders write only if it returned any. Outside a transaction the statement commits on its own
+ * and the riders' `afterCommit` callbacks run when it resolves; inside one (`Database.transact`)
+ * they run when that transaction commits.
+ */
+export async function writeWith<R>(
+  db: Kysely<KernelTables>,
+  change: RawBuilder<R>,
+  riders: readonly Rider[],
+): Promise<R[]> {
+  const written = sql`exists (select from change)`;
+  const ctes = riders.map((r, i) => sql`, ${sql.raw(`rider_${i}`)} as (${r.statement(written)})`);
+  const query = sql<R>`with change as (${change})${sql.join(ctes, sql``)} select * from change`;
+  const { rows } = await query.execute(db);
+  if (rows.length > 0)
+    for (const r of riders)
+      if (r.afterCommit) {
+        if (db.isTransaction) afterCommit(db, r.afterCommit);
+        else r.afterCommit();
+      }
+  return rows;
+}
