@@ -1,11 +1,13 @@
 /**
  * A closed-loop load generator for bench/twin: `concurrency` workers each issue one operation, wait
  * for its answer and issue the next, through a warm-up and then a measured window. HTTP operations
- * use Node's own `http` over keep-alive connections (one per worker); raw-driver operations are
- * plain async functions, measured the same way. It runs in the benchmark's process, on the event
- * loop the server also uses: its own cost is part of what the machine does.
+ * use Node's own `http` over keep-alive connections (one per worker) and run in a worker thread
+ * (`httpLoad`), as external clients would, so the broker's event loop serves requests only; the
+ * generator still runs on the same cores, so its cost is part of what the machine does. Raw-driver
+ * operations are plain async functions on the main thread, measured the same way.
  */
 import http from 'node:http';
+import { Worker } from 'node:worker_threads';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 
@@ -175,7 +177,33 @@ export async function closedLoop(options: {
 export interface HttpCall {
   method: 'GET' | 'POST' | 'PATCH';
   path: string;
+  /** The body; `SEQ` in it becomes the operation's sequence number (7 digits), e.g. for fresh ids. */
   body?: string;
+}
+
+/** Replaced by the operation's sequence number in a call's body. */
+export const SEQ = '{{seq}}';
+
+/** What `httpLoad` runs: `calls[seq % calls.length]` against `base`. */
+export interface HttpLoad {
+  label: string;
+  concurrency: number;
+  warmupMs: number;
+  durationMs: number;
+  base: string;
+  calls: HttpCall[];
+}
+
+/** Runs an HTTP closed loop in a worker thread (see the top of this file). */
+export function httpLoad(load: HttpLoad): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./load-worker.mjs', import.meta.url), { workerData: load });
+    worker.once('message', (result: LoadResult) => resolve(result));
+    worker.once('error', reject);
+    worker.once('exit', (code) => {
+      if (code !== 0) reject(new Error(`load worker exited with ${code}`));
+    });
+  });
 }
 
 /** An operation sending the request `make(seq)` builds; a non-2xx answer throws `OpFailure`. */
@@ -185,6 +213,7 @@ export function httpOp(agent: http.Agent, base: URL, make: (seq: number) => Http
   return (seq) =>
     new Promise<number>((resolve, reject) => {
       const call = make(seq);
+      if (call.body?.includes(SEQ)) call.body = call.body.replaceAll(SEQ, String(seq).padStart(7, '0'));
       const headers: http.OutgoingHttpHeaders =
         call.body === undefined
           ? {}

@@ -42,15 +42,7 @@ import { systemContext } from '../../src/trust/index.ts';
 import { conditions, specFromQuery } from '../../src/twin/entity.query.ts';
 import { CORE_LD_CONTEXT } from '../../src/twin/ldcontext.ts';
 import { createScratchDatabase } from '../../test/helpers/engines.ts';
-import {
-  closedLoop,
-  httpOp,
-  keepAliveAgent,
-  OpFailure,
-  type HttpCall,
-  type LoadResult,
-  type Op,
-} from './load.ts';
+import { closedLoop, httpLoad, OpFailure, SEQ, type HttpCall, type LoadResult, type Op } from './load.ts';
 import { sampleBackends, startCpuProfile, type BackendReport } from './probe.ts';
 import {
   BRANDS,
@@ -148,15 +140,14 @@ const floors: { what: string; result: LoadResult }[] = [];
 
 /** Measures a GET of `path` on `base` with the load generator alone (no raw baseline). */
 async function floor(what: string, base: URL, path: string): Promise<void> {
-  const agent = keepAliveAgent(CLIENTS);
-  const result = await closedLoop({
+  const result = await httpLoad({
     label: what,
     concurrency: CLIENTS,
     warmupMs: WARMUP * 1000,
     durationMs: SECONDS * 1000,
-    op: httpOp(agent, base, () => ({ method: 'GET', path })),
+    base: base.href,
+    calls: [{ method: 'GET', path }],
   });
-  agent.destroy();
   console.log(
     `    ${what}: ${fmt(result.rate)} req/s   p50/p95/p99 ${latencies(result)} ms   [${statuses(result)}]` +
       `   CPU cores: ${cpuSplit(result, undefined)}`,
@@ -294,7 +285,8 @@ async function measure(
     data: string;
     clients: number;
     seconds?: number;
-    http: (seq: number) => HttpCall;
+    /** The broker's requests, cycled (`SEQ` in a body becomes the sequence number). */
+    http: HttpCall[];
     raw: Op;
     page1?: LoadResult | undefined;
   },
@@ -305,18 +297,17 @@ async function measure(
   const probe = async (application: string) =>
     run.url ? sampleBackends(run.url, application, WARMUP * 1000) : undefined;
 
-  const agent = keepAliveAgent(clients);
   const backends = await probe('pujiang');
   const profiler = PROFILE.has(scenario.name) && clients === CLIENTS ? await startCpuProfile() : undefined;
-  const pujiang = await closedLoop({
+  const pujiang = await httpLoad({
     label: 'Pujiang',
     concurrency: clients,
     warmupMs: WARMUP * 1000,
     durationMs,
-    op: httpOp(agent, run.base, options.http),
+    base: run.base.href,
+    calls: options.http,
   });
   const pujiangBackends = await backends?.stop();
-  agent.destroy();
   console.log(describe('Pujiang', pujiang, pujiangBackends));
   if (profiler)
     console.log(await profiler.stop(`pujiang-twin-${scenario.name}-${run.platform.database.engine}`));
@@ -429,10 +420,13 @@ async function queryByQ(run: EngineRun): Promise<void> {
       data,
       clients,
       seconds: clients === 1 ? SECONDS / 2 : SECONDS,
-      http: (seq) => ({ method: 'GET', path: paths[seq % paths.length] as string }),
+      http: paths.map((path) => ({ method: 'GET', path })),
       raw: rawStatements(run, statements),
     });
 }
+
+/** How many distinct requests a scenario cycles through. */
+const CALLS = 20_000;
 
 async function retrieve(run: EngineRun): Promise<void> {
   const ids = (seed: number) => {
@@ -444,7 +438,10 @@ async function retrieve(run: EngineRun): Promise<void> {
   await measure(run, SCENARIOS.retrieve, {
     data: `${fmt(QUERY_ENTITIES)} entities`,
     clients: CLIENTS,
-    http: () => ({ method: 'GET', path: `${P}/entities/${encodeURIComponent(httpId())}` }),
+    http: Array.from({ length: CALLS }, () => ({
+      method: 'GET',
+      path: `${P}/entities/${encodeURIComponent(httpId())}`,
+    })),
     // The statement `findEntity` runs.
     raw: async () => {
       const { rows } = await run.raw(
@@ -471,14 +468,14 @@ async function update(run: EngineRun): Promise<void> {
   await measure(run, SCENARIOS.update, {
     data: `${fmt(QUERY_ENTITIES)} entities`,
     clients: CLIENTS,
-    http: () => {
+    http: Array.from({ length: CALLS }, () => {
       const { id, brand } = httpPick();
       return {
         method: 'PATCH',
         path: `${P}/entities/${encodeURIComponent(id)}/attrs/brand`,
         body: JSON.stringify({ value: brand }),
       };
-    },
+    }),
     raw: async () => {
       const { id, brand } = rawPick();
       const { rows } = await run.raw(
@@ -515,11 +512,11 @@ async function create(run: EngineRun): Promise<void> {
   await measure(run, SCENARIOS.create, {
     data: `${fmt(QUERY_ENTITIES)} entities and growing`,
     clients: CLIENTS,
-    http: (seq) => ({
+    http: variants.map((v) => ({
       method: 'POST',
       path: `${P}/entities`,
-      body: `{"id":"${id('W', seq)}",${(variants[seq % variants.length] as { rest: string }).rest}`,
-    }),
+      body: `{"id":"urn:ngsi-ld:Vehicle:W${SEQ}",${v.rest}`,
+    })),
     raw: async (seq) => {
       const row = [...(variants[seq % variants.length] as { row: unknown[] }).row];
       const now = new Date();
@@ -562,7 +559,7 @@ async function near(run: EngineRun, total: number): Promise<void> {
       data: `${fmt(total)} entities`,
       clients,
       seconds: clients === 1 ? SECONDS / 2 : SECONDS,
-      http: (seq) => ({ method: 'GET', path: paths[seq % paths.length] as string }),
+      http: paths.map((path) => ({ method: 'GET', path })),
       raw: rawStatements(run, statements),
     });
 }
@@ -593,7 +590,7 @@ async function pages(run: EngineRun, total: number): Promise<void> {
       data,
       clients,
       seconds,
-      http: () => ({ method: 'GET', path: page1 }),
+      http: [{ method: 'GET', path: page1 }],
       raw: rawStatements(run, [compiledQuery(run.platform.database, page1)]),
     });
     for (const [scenario, path] of [
@@ -604,7 +601,7 @@ async function pages(run: EngineRun, total: number): Promise<void> {
         data,
         clients,
         seconds,
-        http: () => ({ method: 'GET', path }),
+        http: [{ method: 'GET', path }],
         raw: rawStatements(run, [compiledQuery(run.platform.database, path)]),
         page1: first.pujiang,
       });
@@ -710,7 +707,7 @@ async function benchEngine(engine: 'pglite' | 'postgres'): Promise<Row[]> {
 console.log(
   `bench/twin: ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, ` +
     `Node ${process.version}; ${CLIENTS} clients, ${WARMUP} s warm-up + ${SECONDS} s per run; ` +
-    `load generator, broker and database on the same machine (the generator in the broker's process); ` +
+    `load generator, broker and database on the same machine (the generator in a worker thread of the broker's process); ` +
     `load average ${loadavg()
       .map((l) => l.toFixed(2))
       .join(' ')}`,
