@@ -314,6 +314,18 @@ for (const engine of engines()) {
       });
 
       it('keeps every update under concurrent merges of one entity (no lost update)', async () => {
+        const version = async () => {
+          const { rows } = await sql<{ version: number; audited: number }>`
+            select e.version, (select count(*)::int from trust.audit_queue q
+              where q.resource_id = e.id and q.action = 'twin.entity.merge') +
+              (select count(*)::int from trust.audit_records r
+              where r.resource_id = e.id and r.action = 'twin.entity.merge') as audited
+              from twin.entities e where e.tenant = '' and e.id = ${decodeURIComponent(id)}`.execute(
+            t.database.db,
+          );
+          return rows[0] ?? { version: -1, audited: -1 };
+        };
+        const start = await version();
         const results = await Promise.all(
           Array.from({ length: 40 }, (_, i) =>
             api('PATCH', `/entities/${id}`, { [`c${i}`]: { type: 'Property', value: i } }),
@@ -322,6 +334,10 @@ for (const engine of engines()) {
         assert.ok(results.every((r) => r.statusCode === 204));
         const e = await get(`/entities/${id}`);
         for (let i = 0; i < 40; i++) assert.deepEqual(e[`c${i}`], { type: 'Property', value: i });
+        // Each merge wrote exactly once (a collision writes nothing and retries), audited once.
+        const end = await version();
+        assert.equal(end.version - start.version, 40);
+        assert.equal(end.audited - start.audited, 40);
       });
     });
 
