@@ -1,6 +1,6 @@
 /** The worker thread of `httpLoad` (load.ts): runs the closed loop and posts its result. */
 import { parentPort, workerData } from 'node:worker_threads';
-import { closedLoop, httpOp, keepAliveAgent, type HttpLoad } from './load.ts';
+import { closedLoop, httpOp, keepAliveAgent, type HttpCall, type HttpLoad } from './load.ts';
 
 const load = workerData as HttpLoad;
 const agent = keepAliveAgent(load.concurrency);
@@ -9,11 +9,7 @@ const result = await closedLoop({
   concurrency: load.concurrency,
   warmupMs: load.warmupMs,
   durationMs: load.durationMs,
-  op: httpOp(agent, new URL(load.base), (seq) => ({
-    ...(load.calls[seq % load.calls.length] as HttpCallCopy),
-  })),
+  op: httpOp(agent, new URL(load.base), (seq) => load.calls[seq % load.calls.length] as HttpCall),
 });
 agent.destroy();
 parentPort?.postMessage(result);
-
-type HttpCallCopy = HttpLoad['calls'][number];

@@ -213,11 +213,11 @@ export function httpOp(agent: http.Agent, base: URL, make: (seq: number) => Http
   return (seq) =>
     new Promise<number>((resolve, reject) => {
       const call = make(seq);
-      if (call.body?.includes(SEQ)) call.body = call.body.replaceAll(SEQ, String(seq).padStart(7, '0'));
+      const body = call.body?.replaceAll(SEQ, String(seq).padStart(7, '0'));
       const headers: http.OutgoingHttpHeaders =
-        call.body === undefined
+        body === undefined
           ? {}
-          : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(call.body) };
+          : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
       const req = http.request(
         { agent, host, port, method: call.method, path: call.path, headers },
         (res) => {
@@ -236,7 +236,7 @@ export function httpOp(agent: http.Agent, base: URL, make: (seq: number) => Http
         },
       );
       req.on('error', reject);
-      req.end(call.body);
+      req.end(body);
     });
 }
 
