@@ -302,14 +302,17 @@ export async function replaceEntity(rt: TwinRuntime, tc: TwinCall, id: string, b
   const at = new Date();
   const input = parseEntity(body, tc.terms, { now: at.toISOString(), id });
   await audit(rt, tc, { action: 'twin.entity.replace', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
-    modify(rt, tc, id, at, () => ({
-      write: 'update',
-      next: { types: input.types, scopes: input.scopes ?? null, attrs: input.attrs },
-      change: { action: 'replace', attributes: compactNames(tc, Object.keys(input.attrs)) },
-      result: undefined,
-    })),
+    modify(rt, tc, id, at, () => replacePlan(tc, input)),
   );
 }
+
+/** The plan of a whole-entity replacement (PUT, batch upsert with replace). */
+const replacePlan = (tc: TwinCall, input: EntityInput): Plan<undefined> => ({
+  write: 'update',
+  next: { types: input.types, scopes: input.scopes ?? null, attrs: input.attrs },
+  change: { action: 'replace', attributes: compactNames(tc, Object.keys(input.attrs)) },
+  result: undefined,
+});
 
 /** Merges a fragment into an entity (§5.6.17, PATCH): see `mergeAttrs`; types added, scope replaced. */
 export async function mergeEntity(rt: TwinRuntime, tc: TwinCall, id: string, body: unknown): Promise<void> {
@@ -322,18 +325,28 @@ export async function mergeEntity(rt: TwinRuntime, tc: TwinCall, id: string, bod
   const scopes = body['scope'] === undefined ? undefined : parseScopes(body['scope']);
   const patch = parseAttributes(body, tc.terms, { now, allowNull: true });
   await audit(rt, tc, { action: 'twin.entity.merge', resourceType: 'ngsi-ld-entity', resourceId: id }, () =>
-    modify(rt, tc, id, at, (old) => ({
-      write: 'update',
-      next: {
-        types: addTypes(old.types, types),
-        scopes: scopes ?? old.scopes,
-        attrs: mergeAttrs(old.attrs, patch, now),
-      },
-      change: { action: 'merge', attributes: compactNames(tc, Object.keys(patch)) },
-      result: undefined,
-    })),
+    modify(rt, tc, id, at, (old) =>
+      mergePlan(old, { types, scopes, patch }, now, compactNames(tc, Object.keys(patch))),
+    ),
   );
 }
+
+/** The plan of a merge (PATCH, batch merge): see `mergeAttrs`; types added, scope replaced if given. */
+const mergePlan = (
+  old: StoredEntity,
+  fragment: { types: string[]; scopes: string[] | undefined; patch: Attrs },
+  now: string,
+  attributes: string[],
+): Plan<undefined> => ({
+  write: 'update',
+  next: {
+    types: addTypes(old.types, fragment.types),
+    scopes: fragment.scopes ?? old.scopes,
+    attrs: mergeAttrs(old.attrs, fragment.patch, now),
+  },
+  change: { action: 'merge', attributes },
+  result: undefined,
+});
 
 /** The types of an entity with `added` appended (existing ones kept in place). */
 const addTypes = (types: string[], added: string[]): string[] => [
@@ -732,24 +745,14 @@ async function applyMember(
   const now = at.toISOString();
   const attributes = compactNames(tc, Object.keys(input.attrs));
   await modify(rt, tc, m.id, at, (old) => {
-    if (kind === 'upsert' && options.upsertMode === 'replace')
-      return {
-        write: 'update',
-        next: { types: input.types, scopes: input.scopes ?? null, attrs: input.attrs },
-        change: { action: 'replace', attributes },
-        result: undefined,
-      };
+    if (kind === 'upsert' && options.upsertMode === 'replace') return replacePlan(tc, input);
     if (kind === 'merge')
-      return {
-        write: 'update',
-        next: {
-          types: addTypes(old.types, m.types ?? []),
-          scopes: m.scopes ?? old.scopes,
-          attrs: mergeAttrs(old.attrs, m.patch ?? {}, now),
-        },
-        change: { action: 'merge', attributes },
-        result: undefined,
-      };
+      return mergePlan(
+        old,
+        { types: m.types ?? [], scopes: m.scopes, patch: m.patch ?? {} },
+        now,
+        attributes,
+      );
     // update, and upsert with options=update: append semantics (overwrite unless noOverwrite).
     const attrs: Attrs = { ...old.attrs };
     for (const [iri, instances] of Object.entries(m.patch ?? {})) {
