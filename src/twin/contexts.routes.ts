@@ -4,7 +4,7 @@ import { Type } from 'typebox';
 import type { HttpServer } from '../kernel/index.ts';
 import type { CallContext } from '../trust/index.ts';
 import { addContext, deleteContext, getContext, listContexts } from './contexts.service.ts';
-import type { NgsiRuntime } from './ngsi.routes.ts';
+import type { NgsiRuntime } from './ngsi.http.ts';
 
 const PATH = '/jsonldContexts';
 

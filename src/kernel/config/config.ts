@@ -69,6 +69,17 @@ export interface Config {
   twinContextMaxBytes: number;
   /** Largest NGSI-LD batch operation (entities). */
   twinMaxBatch: number;
+  /**
+   * Whether NGSI-LD notifications may go to loopback, private, link-local or other non-public
+   * addresses (SSRF guard: refused when false; the address is checked after name resolution).
+   */
+  twinNotifyPrivate: boolean;
+  /** Time a notification receiver has to answer (ms). */
+  twinNotifyTimeoutMs: number;
+  /** Delivery attempts of one notification before it is recorded as failed. */
+  twinNotifyMaxAttempts: number;
+  /** Notifications sent at once by one node. */
+  twinNotifyConcurrency: number;
   /** Where the config came from, for `pujiang config` and start-up logs. */
   configFile: string | undefined;
 }
@@ -406,6 +417,10 @@ export function loadConfig(options: LoadConfigOptions): Config {
     twinContextTimeoutMs: int(r, 'TWIN_CONTEXT_TIMEOUT_MS', 3_000, 50, 60_000),
     twinContextMaxBytes: int(r, 'TWIN_CONTEXT_MAX_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
     twinMaxBatch: int(r, 'TWIN_MAX_BATCH', 1_000, 1, 100_000),
+    twinNotifyPrivate: bool(r, 'TWIN_NOTIFY_PRIVATE', mode === 'demo'),
+    twinNotifyTimeoutMs: int(r, 'TWIN_NOTIFY_TIMEOUT_MS', 5_000, 50, 120_000),
+    twinNotifyMaxAttempts: int(r, 'TWIN_NOTIFY_MAX_ATTEMPTS', 8, 1, 100),
+    twinNotifyConcurrency: int(r, 'TWIN_NOTIFY_CONCURRENCY', 32, 1, 1_000),
     configFile,
   };
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(config.natsStream))
