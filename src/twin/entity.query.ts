@@ -248,7 +248,7 @@ function checkPattern(p: string): string {
   return p;
 }
 
-function selectorSql(s: EntitySelector, terms: Terms): RawBuilder<boolean> | undefined {
+export function selectorSql(s: EntitySelector, terms: Terms): RawBuilder<boolean> | undefined {
   const parts: RawBuilder<boolean>[] = [];
   if (s.type !== undefined)
     parts.push(typeSelectionToSql(parseTypeSelection(s.type), (t) => terms.expand(t)));

@@ -40,6 +40,7 @@ import {
   type StoredEntity,
 } from './entity.store.ts';
 import { NgsiError, NGSI_ERROR_BASE } from './errors.ts';
+import { entityHistoryRiders } from './temporal.history.ts';
 
 type Trx = Parameters<Parameters<Database['transact']>[0]>[0];
 
@@ -219,12 +220,12 @@ async function modify<R>(
     if (p.write === 'delete') {
       authorizeWrite(rt.access, tc.call, [old.areaPath]);
       const change = { action: 'delete', id, areaPath: old.areaPath, types: old.types };
+      const history = entityHistoryRiders(tc, { id, before: old, after: undefined, at });
       return {
-        done: await deleteEntity(
-          db,
-          { tenant: tc.tenant, id, version: old.version },
-          changeRiders(tc, change),
-        ),
+        done: await deleteEntity(db, { tenant: tc.tenant, id, version: old.version }, [
+          ...changeRiders(tc, change),
+          ...history,
+        ]),
         result: p.result,
       };
     }
@@ -236,7 +237,16 @@ async function modify<R>(
     );
     authorizeWrite(rt.access, tc.call, [old.areaPath, w.areaPath]);
     const change = { ...p.change, id, areaPath: w.areaPath, types: p.next.types };
-    return { done: await updateEntity(db, w, old.version, changeRiders(tc, change)), result: p.result };
+    const history = entityHistoryRiders(tc, {
+      id,
+      before: old,
+      after: { types: p.next.types, areaPath: w.areaPath, attrs: p.next.attrs },
+      at,
+    });
+    return {
+      done: await updateEntity(db, w, old.version, [...changeRiders(tc, change), ...history]),
+      result: p.result,
+    };
   };
   for (let n = 1; n <= OPTIMISTIC_ATTEMPTS; n++) {
     const r = await attempt(rt.database.db, false);
@@ -275,13 +285,21 @@ async function insertNew(rt: TwinRuntime, tc: TwinCall, input: EntityInput, at: 
   await warmAreas(rt.database);
   const w = entityWrite(rt, tc, input, at);
   authorizeWrite(rt.access, tc.call, [w.areaPath]);
-  const riders = changeRiders(tc, {
-    action: 'create',
-    id: input.id,
-    areaPath: w.areaPath,
-    types: input.types,
-    attributes: compactNames(tc, Object.keys(input.attrs)),
-  });
+  const riders = [
+    ...changeRiders(tc, {
+      action: 'create',
+      id: input.id,
+      areaPath: w.areaPath,
+      types: input.types,
+      attributes: compactNames(tc, Object.keys(input.attrs)),
+    }),
+    ...entityHistoryRiders(tc, {
+      id: input.id,
+      before: undefined,
+      after: { types: input.types, areaPath: w.areaPath, attrs: input.attrs },
+      at,
+    }),
+  ];
   return insertEntity(rt.database.db, w, tc.tenant === '' ? riders : [tenantRider(tc.tenant), ...riders]);
 }
 

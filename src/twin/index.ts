@@ -11,6 +11,7 @@ import { findHostedContext } from './entity.store.ts';
 import { createContextResolver } from './ldcontext.ts';
 import { registerNgsiRoutes } from './ngsi.routes.ts';
 import { registerTenantRoutes } from './tenants.routes.ts';
+import { maintainHistory } from './temporal.service.ts';
 
 export { NgsiError, NGSI_ERROR_BASE } from './errors.ts';
 export type { NgsiErrorType } from './errors.ts';
@@ -21,7 +22,7 @@ export { NGSI_PREFIX } from './ngsi.routes.ts';
 export const twinModule: PlatformModule = {
   name: 'twin',
   migrationsDir: fileURLToPath(new URL('./migrations/', import.meta.url)),
-  async start(app, { config, database }) {
+  async start(app, { config, database, logger }) {
     const contexts = createContextResolver({
       timeoutMs: config.twinContextTimeoutMs,
       maxBytes: config.twinContextMaxBytes,
@@ -37,5 +38,8 @@ export const twinModule: PlatformModule = {
     };
     await registerNgsiRoutes(app, rt);
     registerTenantRoutes(app, rt);
+    const history = maintainHistory(database, logger);
+    await history.ready;
+    return { stop: history.stop };
   },
 };

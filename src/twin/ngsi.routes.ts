@@ -57,6 +57,8 @@ import {
   type NgsiRuntime,
 } from './ngsi.http.ts';
 import { registerContextRoutes } from './contexts.routes.ts';
+import { registerCsourceRoutes } from './csource.routes.ts';
+import { registerTemporalRoutes } from './temporal.routes.ts';
 
 /** Render options from a query spec (or retrieve parameters). */
 function renderOptions(
@@ -409,6 +411,8 @@ export async function registerNgsiRoutes(app: HttpServer, rt: NgsiRuntime): Prom
         },
         doc,
       });
+      registerCsourceRoutes(scope as unknown as HttpServer, rt, { doc });
+      registerTemporalRoutes(scope as unknown as HttpServer, rt, { doc });
     },
     { prefix: NGSI_PREFIX },
   );

@@ -4,6 +4,7 @@ import { recordAudit, type CallContext } from '../trust/index.ts';
 import { authorizeAdmin } from './access.ts';
 import { dropTenant, listTenants, type TenantInfo } from './entity.store.ts';
 import type { TwinRuntime } from './entity.service.ts';
+import { dropTenantHistory } from './temporal.store.ts';
 
 /** Every tenant with its entity count (twin.admin). */
 export async function tenants(rt: TwinRuntime, call: CallContext): Promise<TenantInfo[]> {
@@ -11,7 +12,7 @@ export async function tenants(rt: TwinRuntime, call: CallContext): Promise<Tenan
   return listTenants(rt.database.db);
 }
 
-/** Drops a tenant and its entities (twin.admin), audited; the default tenant cannot be dropped. */
+/** Drops a tenant, its entities and their history (twin.admin), audited; the default tenant cannot be dropped. */
 export async function removeTenant(rt: TwinRuntime, call: CallContext, name: string): Promise<number> {
   authorizeAdmin(rt.access === 'open' ? 'secured' : rt.access, call);
   if (name === '' || name === 'default')
@@ -19,6 +20,7 @@ export async function removeTenant(rt: TwinRuntime, call: CallContext, name: str
   return rt.database.transact(async (trx) => {
     const removed = await dropTenant(trx, name);
     if (removed === undefined) throw new AppError(Errors['not-found'], { detail: `No tenant ${name}` });
+    await dropTenantHistory(trx, name);
     await recordAudit(trx, call, {
       action: 'twin.tenant.drop',
       resourceType: 'ngsi-ld-tenant',
