@@ -52,6 +52,18 @@ export function authorizeWrite(access: TwinAccess, call: CallContext, areaPaths:
   }
 }
 
+/**
+ * Throws unless the caller may manage the twin's integrations (subscriptions, context source
+ * registrations): twin administration. Their APIs are public knowledge, so a signed-in caller
+ * without it is told 403 (not the 404 `authorizeAdmin` answers to hide resources), anonymous 401.
+ */
+export function authorizeManage(access: TwinAccess, call: CallContext): void {
+  if (access === 'open') return;
+  if (can(call.actor, ADMIN, { areaPath: null })) return;
+  if (call.actor.kind === 'anonymous') throw new NgsiError('Unauthorized', 'Sign in or present an API key');
+  throw new NgsiError('Forbidden', `Missing permission ${ADMIN}`);
+}
+
 /** Throws unless the caller administers the twin (tenants, hosted contexts). */
 export function authorizeAdmin(access: TwinAccess, call: CallContext): void {
   if (access === 'open') return;

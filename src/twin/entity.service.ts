@@ -40,7 +40,7 @@ import {
   type StoredEntity,
 } from './entity.store.ts';
 import { NgsiError, NGSI_ERROR_BASE } from './errors.ts';
-import { entityHistoryRiders } from './temporal.history.ts';
+import { changedAttributes, entityHistoryRiders } from './temporal.history.ts';
 
 type Trx = Parameters<Parameters<Database['transact']>[0]>[0];
 
@@ -104,6 +104,8 @@ interface Change {
   areaPath: string | null;
   types: string[];
   attributes?: string[];
+  /** Attribute IRIs created, updated and deleted (the outbox event carries them for subscriptions). */
+  changes?: { created: string[]; updated: string[]; deleted: string[] };
 }
 
 /** The change's audit record and outbox event, riding along with the statement that makes it. */
@@ -131,6 +133,7 @@ function changeRiders(tc: TwinCall, change: Change): Rider[] {
           id,
           types,
           ...(attributes ? { attributes: attributes.slice(0, 200) } : {}),
+          ...(change.changes ?? {}),
         },
       },
     ]),
@@ -236,7 +239,13 @@ async function modify<R>(
       at,
     );
     authorizeWrite(rt.access, tc.call, [old.areaPath, w.areaPath]);
-    const change = { ...p.change, id, areaPath: w.areaPath, types: p.next.types };
+    const change = {
+      ...p.change,
+      id,
+      areaPath: w.areaPath,
+      types: p.next.types,
+      changes: changedAttributes(old.attrs, p.next.attrs),
+    };
     const history = entityHistoryRiders(tc, {
       id,
       before: old,
@@ -292,6 +301,7 @@ async function insertNew(rt: TwinRuntime, tc: TwinCall, input: EntityInput, at: 
       areaPath: w.areaPath,
       types: input.types,
       attributes: compactNames(tc, Object.keys(input.attrs)),
+      changes: { created: Object.keys(input.attrs), updated: [], deleted: [] },
     }),
     ...entityHistoryRiders(tc, {
       id: input.id,

@@ -12,6 +12,7 @@ import { createContextResolver } from './ldcontext.ts';
 import { registerNgsiRoutes } from './ngsi.routes.ts';
 import { registerTenantRoutes } from './tenants.routes.ts';
 import { maintainHistory } from './temporal.service.ts';
+import { startNotifier } from './notify.service.ts';
 
 export { NgsiError, NGSI_ERROR_BASE } from './errors.ts';
 export type { NgsiErrorType } from './errors.ts';
@@ -22,7 +23,7 @@ export { NGSI_PREFIX } from './ngsi.routes.ts';
 export const twinModule: PlatformModule = {
   name: 'twin',
   migrationsDir: fileURLToPath(new URL('./migrations/', import.meta.url)),
-  async start(app, { config, database, logger }) {
+  async start(app, { config, database, logger, bus }) {
     const contexts = createContextResolver({
       timeoutMs: config.twinContextTimeoutMs,
       maxBytes: config.twinContextMaxBytes,
@@ -35,11 +36,27 @@ export const twinModule: PlatformModule = {
       trust: createTrustRuntime(config, database),
       contexts,
       bodyLimitBytes: config.bodyLimitBytes,
+      notifyPrivate: config.twinNotifyPrivate,
     };
     await registerNgsiRoutes(app, rt);
     registerTenantRoutes(app, rt);
     const history = maintainHistory(database, logger);
     await history.ready;
-    return { stop: history.stop };
+    const notifier = await startNotifier({
+      database,
+      bus,
+      logger,
+      contexts,
+      allowPrivate: config.twinNotifyPrivate,
+      timeoutMs: config.twinNotifyTimeoutMs,
+      maxAttempts: config.twinNotifyMaxAttempts,
+      concurrency: config.twinNotifyConcurrency,
+    });
+    return {
+      async stop() {
+        history.stop();
+        await notifier.stop();
+      },
+    };
   },
 };

@@ -23,6 +23,8 @@ export interface NgsiRuntime extends TwinRuntime {
   trust: TrustRuntime;
   contexts: ContextResolver;
   bodyLimitBytes: number;
+  /** The SSRF guard's setting for notification endpoints (TWIN_NOTIFY_PRIVATE). */
+  notifyPrivate: boolean;
 }
 
 export const TENANT = /^[A-Za-z0-9_-]{1,64}$/;

@@ -59,6 +59,7 @@ import {
 import { registerContextRoutes } from './contexts.routes.ts';
 import { registerCsourceRoutes } from './csource.routes.ts';
 import { registerTemporalRoutes } from './temporal.routes.ts';
+import { registerSubscriptionRoutes } from './subscription.routes.ts';
 
 /** Render options from a query spec (or retrieve parameters). */
 function renderOptions(
@@ -413,6 +414,7 @@ export async function registerNgsiRoutes(app: HttpServer, rt: NgsiRuntime): Prom
       });
       registerCsourceRoutes(scope as unknown as HttpServer, rt, { doc });
       registerTemporalRoutes(scope as unknown as HttpServer, rt, { doc });
+      registerSubscriptionRoutes(scope as unknown as HttpServer, rt, { doc });
     },
     { prefix: NGSI_PREFIX },
   );

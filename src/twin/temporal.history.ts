@@ -89,3 +89,19 @@ export function entityHistoryRiders(
     );
   return riders;
 }
+
+/** The attribute IRIs a write created, updated and deleted (for subscription triggers). */
+export function changedAttributes(
+  before: Attrs,
+  after: Attrs,
+): { created: string[]; updated: string[]; deleted: string[] } {
+  const created: string[] = [];
+  const updated: string[] = [];
+  for (const [attr, list] of Object.entries(after)) {
+    const old = before[attr];
+    if (!old) created.push(attr);
+    else if (JSON.stringify(old) !== JSON.stringify(list)) updated.push(attr);
+  }
+  const deleted = Object.keys(before).filter((a) => !(a in after));
+  return { created, updated, deleted };
+}

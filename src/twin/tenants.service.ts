@@ -5,6 +5,8 @@ import { authorizeAdmin } from './access.ts';
 import { dropTenant, listTenants, type TenantInfo } from './entity.store.ts';
 import type { TwinRuntime } from './entity.service.ts';
 import { dropTenantHistory } from './temporal.store.ts';
+import { dropTenantRegistrations } from './csource.store.ts';
+import { dropTenantSubscriptions } from './subscription.store.ts';
 
 /** Every tenant with its entity count (twin.admin). */
 export async function tenants(rt: TwinRuntime, call: CallContext): Promise<TenantInfo[]> {
@@ -12,7 +14,7 @@ export async function tenants(rt: TwinRuntime, call: CallContext): Promise<Tenan
   return listTenants(rt.database.db);
 }
 
-/** Drops a tenant, its entities and their history (twin.admin), audited; the default tenant cannot be dropped. */
+/** Drops a tenant, its entities, their history, its subscriptions and registrations (twin.admin), audited; the default tenant cannot be dropped. */
 export async function removeTenant(rt: TwinRuntime, call: CallContext, name: string): Promise<number> {
   authorizeAdmin(rt.access === 'open' ? 'secured' : rt.access, call);
   if (name === '' || name === 'default')
@@ -21,6 +23,8 @@ export async function removeTenant(rt: TwinRuntime, call: CallContext, name: str
     const removed = await dropTenant(trx, name);
     if (removed === undefined) throw new AppError(Errors['not-found'], { detail: `No tenant ${name}` });
     await dropTenantHistory(trx, name);
+    await dropTenantRegistrations(trx, name);
+    await dropTenantSubscriptions(trx, name);
     await recordAudit(trx, call, {
       action: 'twin.tenant.drop',
       resourceType: 'ngsi-ld-tenant',
