@@ -39,6 +39,7 @@ import {
   updateEntity,
   type StoredEntity,
 } from './entity.store.ts';
+import type { EntityRecord } from './entity.render.ts';
 import { NgsiError, NGSI_ERROR_BASE } from './errors.ts';
 import { changedAttributes, entityHistoryRiders } from './temporal.history.ts';
 
@@ -106,6 +107,17 @@ interface Change {
   attributes?: string[];
   /** Attribute IRIs created, updated and deleted (the outbox event carries them for subscriptions). */
   changes?: { created: string[]; updated: string[]; deleted: string[] };
+  /** The entity as this write leaves it: the event carries it (when small) so notifications show this state. */
+  snapshot?: EntityRecord;
+}
+
+/** Largest entity snapshot an outbox event carries; a larger entity is read back by the notifier. */
+const MAX_SNAPSHOT_BYTES = 64 * 1024;
+
+/** The snapshot as event payload, or nothing when it is too large to travel in the event. */
+function snapshotPayload(snapshot: EntityRecord | undefined): { entity?: EntityRecord } {
+  if (!snapshot) return {};
+  return JSON.stringify(snapshot.attrs).length <= MAX_SNAPSHOT_BYTES ? { entity: snapshot } : {};
 }
 
 /** The change's audit record and outbox event, riding along with the statement that makes it. */
@@ -134,6 +146,7 @@ function changeRiders(tc: TwinCall, change: Change): Rider[] {
           types,
           ...(attributes ? { attributes: attributes.slice(0, 200) } : {}),
           ...(change.changes ?? {}),
+          ...snapshotPayload(change.snapshot),
         },
       },
     ]),
@@ -245,6 +258,14 @@ async function modify<R>(
       areaPath: w.areaPath,
       types: p.next.types,
       changes: changedAttributes(old.attrs, p.next.attrs),
+      snapshot: {
+        id,
+        types: p.next.types,
+        scopes: p.next.scopes,
+        createdAt: old.createdAt,
+        modifiedAt: at.toISOString(),
+        attrs: p.next.attrs,
+      },
     };
     const history = entityHistoryRiders(tc, {
       id,
@@ -302,6 +323,14 @@ async function insertNew(rt: TwinRuntime, tc: TwinCall, input: EntityInput, at: 
       types: input.types,
       attributes: compactNames(tc, Object.keys(input.attrs)),
       changes: { created: Object.keys(input.attrs), updated: [], deleted: [] },
+      snapshot: {
+        id: input.id,
+        types: input.types,
+        scopes: input.scopes ?? null,
+        createdAt: at.toISOString(),
+        modifiedAt: at.toISOString(),
+        attrs: input.attrs,
+      },
     }),
     ...entityHistoryRiders(tc, {
       id: input.id,

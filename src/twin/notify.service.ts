@@ -46,6 +46,8 @@ export interface EntityChange {
   created?: string[];
   updated?: string[];
   deleted?: string[];
+  /** The entity as the write left it (absent for a deletion, or an entity too large to carry). */
+  entity?: EntityRecord;
 }
 
 export interface NotifierOptions {
@@ -123,6 +125,31 @@ function conditionOf(s: StoredSubscription, terms: Terms): RawBuilder<boolean> |
   }
   if (s.scopeQ !== undefined) parts.push(scopeQToSql(parseScopeQ(s.scopeQ)));
   return parts.length === 0 ? undefined : sql<boolean>`(${sql.join(parts, sql` and `)})`;
+}
+
+/**
+ * Which of the `conditions` (over alias `e`: attrs, location, scopes) hold for `entity` as given —
+ * evaluated in SQL, as queries evaluate them, on the entity's state in the event rather than the
+ * stored row (which may have changed since).
+ */
+async function passingConditions(
+  database: Database,
+  tenant: string,
+  entity: EntityRecord,
+  conditions: { i: number; cond: RawBuilder<boolean> }[],
+): Promise<Set<number>> {
+  const loc = entity.attrs[LOCATION]?.find((x) => x.datasetId === undefined) ?? entity.attrs[LOCATION]?.[0];
+  const geojson = loc?.type === 'GeoProperty' && loc.value !== undefined ? JSON.stringify(loc.value) : null;
+  const location =
+    geojson === null
+      ? sql`null::geometry`
+      : sql`st_force2d(st_setsrid(st_geomfromgeojson(${geojson}), 4326))`;
+  const { rows } = await sql<{ i: number }>`select x.i
+    from (select ${tenant}::text as tenant, ${entity.id}::text as id, ${JSON.stringify(entity.attrs)}::jsonb as attrs,
+      ${location} as location, ${entity.scopes}::text[] as scopes) e
+    cross join lateral (values ${sql.join(conditions.map((c) => sql`(${c.i}::int, ${c.cond})`))}) as x(i, ok)
+    where x.ok`.execute(database.db);
+  return new Set(rows.map((r) => r.i));
 }
 
 const contextValue = (s: StoredSubscription): unknown =>
@@ -310,9 +337,10 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
       return true;
     });
     if (chosen.length === 0) return;
+    // The entity as this change left it: from the event, else (a large entity) as it is now.
     let entity: EntityRecord | undefined;
     if (action !== 'delete') {
-      entity = await findEntity(database.db, change.tenant, change.id);
+      entity = change.entity ?? (await findEntity(database.db, change.tenant, change.id));
       // Deleted since: the deletion's own event notifies.
       if (!entity) return;
     }
@@ -321,11 +349,8 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
     const conditional = withTerms
       .map((x, i) => ({ i, cond: entity ? conditionOf(x.r.subscription, x.ctx) : undefined }))
       .filter((x): x is { i: number; cond: RawBuilder<boolean> } => x.cond !== undefined);
-    if (conditional.length > 0) {
-      const { rows } = await sql<{ i: number }>`select x.i from twin.entities e
-        cross join lateral (values ${sql.join(conditional.map((c) => sql`(${c.i}::int, ${c.cond})`))}) as x(i, ok)
-        where e.tenant = ${change.tenant} and e.id = ${change.id} and x.ok`.execute(database.db);
-      const ok = new Set(rows.map((r) => r.i));
+    if (entity && conditional.length > 0) {
+      const ok = await passingConditions(database, change.tenant, entity, conditional);
       passing = withTerms.filter((_, i) => !conditional.some((c) => c.i === i) || ok.has(i));
     }
     if (passing.length === 0) return;
