@@ -32,7 +32,8 @@ if (files.length === 0) {
 const engines = ['pglite', ...(process.env.DATABASE_URL ? ['postgres'] : [])];
 console.log(
   `pujiang tests: ${files.length} files; engines: ${engines.join(' + ')}; ` +
-    `NATS: ${process.env.NATS_URL ? 'yes' : 'no (NATS adapter tests skip)'}; node ${process.version}`,
+    `NATS: ${process.env.NATS_URL ? 'yes' : 'no (NATS adapter tests skip)'}; ` +
+    `MQTT: ${process.env.MQTT_URL ? 'yes' : 'no (MQTT notification tests skip)'}; node ${process.version}`,
 );
 const result = spawnSync(
   process.execPath,
