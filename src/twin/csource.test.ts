@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { engines, type TestDatabase } from '../../test/helpers/engines.ts';
-import { startTestPlatform } from '../../test/helpers/platform.ts';
+import { signIn, startTestPlatform } from '../../test/helpers/platform.ts';
 import type { Platform } from '../platform.ts';
-import { DEMO_PASSWORD, systemContext } from '../trust/index.ts';
+import { systemContext } from '../trust/index.ts';
 import {
   applyRegistrationPatch,
   operationsOf,
@@ -843,7 +843,6 @@ for (const engine of engines()) {
   describe(`NGSI-LD context source registrations, secured access, on ${engine.name}`, () => {
     let t: TestDatabase;
     let p: Platform;
-    const tokens = new Map<string, string>();
 
     before(async () => {
       t = await engine.open();
@@ -854,20 +853,8 @@ for (const engine of engines()) {
       await t.dispose();
     });
 
-    const token = async (username: string): Promise<string> => {
-      let tk = tokens.get(username);
-      if (!tk) {
-        const res = await p.http.inject({
-          method: 'POST',
-          url: '/api/v1/auth/login',
-          payload: { username, password: DEMO_PASSWORD },
-        });
-        assert.equal(res.statusCode, 200, res.body);
-        tk = res.json<{ accessToken: string }>().accessToken;
-        tokens.set(username, tk);
-      }
-      return tk;
-    };
+    const token = async (username: string): Promise<string> =>
+      (await signIn(p, username)).authorization.slice('Bearer '.length);
     const api = async (
       who: string | undefined,
       method: 'GET' | 'POST' | 'PATCH' | 'DELETE',

@@ -68,6 +68,18 @@ export const VALUE_MEMBERS = [
   'json',
 ] as const;
 
+/** The member each attribute type carries its value in. */
+export const MAIN_MEMBER: Readonly<Record<string, string>> = {
+  Property: 'value',
+  GeoProperty: 'value',
+  Relationship: 'object',
+  LanguageProperty: 'languageMap',
+  VocabProperty: 'vocab',
+  ListProperty: 'valueList',
+  ListRelationship: 'objectList',
+  JsonProperty: 'json',
+};
+
 /** The members of an attribute instance that are not sub-attributes. */
 export const INSTANCE_MEMBERS: ReadonlySet<string> = new Set([
   'type',

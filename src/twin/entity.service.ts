@@ -17,6 +17,7 @@ import {
   show,
   defaultInstance,
   INSTANCE_MEMBERS,
+  MAIN_MEMBER,
   VALUE_MEMBERS,
   isPlainObject,
   parseAttribute,
@@ -555,18 +556,6 @@ export async function updateAttributes(
     }),
   );
 }
-
-/** The main member each attribute type carries its value in. */
-const MAIN_MEMBER: Record<string, string> = {
-  Property: 'value',
-  GeoProperty: 'value',
-  Relationship: 'object',
-  LanguageProperty: 'languageMap',
-  VocabProperty: 'vocab',
-  ListProperty: 'valueList',
-  ListRelationship: 'objectList',
-  JsonProperty: 'json',
-};
 
 /**
  * Partial attribute update (§5.6.4, PATCH …/attrs/{attrId}): the members sent replace the stored

@@ -23,7 +23,7 @@ export { NGSI_PREFIX } from './ngsi.routes.ts';
 export const twinModule: PlatformModule = {
   name: 'twin',
   migrationsDir: fileURLToPath(new URL('./migrations/', import.meta.url)),
-  async start(app, { config, database, logger, bus }) {
+  async start(app, { config, database, logger, bus, metrics }) {
     const contexts = createContextResolver({
       timeoutMs: config.twinContextTimeoutMs,
       maxBytes: config.twinContextMaxBytes,
@@ -46,6 +46,7 @@ export const twinModule: PlatformModule = {
       database,
       bus,
       logger,
+      metrics,
       contexts,
       allowPrivate: config.twinNotifyPrivate,
       timeoutMs: config.twinNotifyTimeoutMs,

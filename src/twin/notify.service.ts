@@ -11,8 +11,9 @@
  * (timeInterval) are claimed when due by moving their next run, once across replicas.
  */
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type RawBuilder } from 'kysely';
-import type { BusEvent, Database, EventBus, Logger } from '../kernel/index.ts';
+import type { BusEvent, Database, EventBus, Logger, Metrics } from '../kernel/index.ts';
 import type { Terms } from './entity.model.ts';
 import { runQuery, type QuerySpec } from './entity.query.ts';
 import { renderEntity, type EntityRecord } from './entity.render.ts';
@@ -27,6 +28,7 @@ import {
   candidateSubscriptions,
   claimDueNotifications,
   claimDueSubscriptions,
+  pendingNotifications,
   enqueueNotifications,
   pruneNotifications,
   recordOutcomes,
@@ -54,6 +56,7 @@ export interface NotifierOptions {
   database: Database;
   bus: EventBus;
   logger: Logger;
+  metrics: Metrics;
   contexts: ContextResolver;
   allowPrivate: boolean;
   timeoutMs: number;
@@ -167,6 +170,21 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
   const waiting: (() => void)[] = [];
   let pendingOutcomes: DeliveryOutcome[] = [];
   let flushTimer: NodeJS.Timeout | undefined;
+  const attemptsTotal = o.metrics.counter({
+    name: 'pujiang_twin_notification_attempts_total',
+    help: 'NGSI-LD notification delivery attempts, by outcome (sent, retry, failed)',
+    labelNames: ['outcome'] as const,
+  });
+  const delay = o.metrics.histogram({
+    name: 'pujiang_twin_notification_delay_seconds',
+    help: 'Time from a notification being committed to its delivery',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600],
+  });
+  o.metrics.gauge({
+    name: 'pujiang_twin_notifications_pending',
+    help: 'NGSI-LD notifications committed and not yet delivered or given up',
+    collect: async (g) => g.set(await pendingNotifications(database.db)),
+  });
 
   const termsOf = async (s: StoredSubscription): Promise<LdContext> => {
     try {
@@ -234,19 +252,32 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
 
   // --- Delivery ----------------------------------------------------------------------------------
 
-  const flush = async (): Promise<void> => {
+  // Recordings run one at a time in this process; a failed one is tried again a few times (the
+  // rows stay leased meanwhile), after which they are sent again when the lease ends (at least once).
+  let recording: Promise<void> = Promise.resolve();
+  const flush = (): Promise<void> => {
+    if (flushTimer) clearTimeout(flushTimer);
     flushTimer = undefined;
     const batch = pendingOutcomes;
     pendingOutcomes = [];
-    try {
-      await recordOutcomes(database.db, token, batch);
-    } catch (e) {
-      // The rows stay leased; when the lease ends they are sent again (at least once).
-      logger.warn(
-        { err: (e as Error).message, outcomes: batch.length },
-        'notification outcomes not recorded',
-      );
-    }
+    recording = recording.then(async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await recordOutcomes(database.db, token, batch);
+          return;
+        } catch (e) {
+          if (attempt >= 3) {
+            logger.warn(
+              { err: (e as Error).message, outcomes: batch.length },
+              'notification outcomes not recorded',
+            );
+            return;
+          }
+          await sleep(50 * attempt);
+        }
+      }
+    });
+    return recording;
   };
 
   const record = (outcome: DeliveryOutcome): void => {
@@ -291,6 +322,8 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
         outcome = { ok: false, permanent: true, error: (e as Error).message, durationMs: 0 };
       }
       const final = outcome.ok || outcome.permanent === true || attempt >= o.maxAttempts;
+      attemptsTotal.inc({ outcome: outcome.ok ? 'sent' : final ? 'failed' : 'retry' });
+      if (outcome.ok) delay.observe((Date.now() - n.createdAt.getTime()) / 1000);
       record({
         seq: n.seq,
         tenant: n.tenant,
@@ -459,7 +492,7 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
 
   const idle = async (): Promise<void> => {
     while (inFlight.size > 0 || pendingOutcomes.length > 0) {
-      if (pendingOutcomes.length > 0 && !flushTimer) void track(flush());
+      if (pendingOutcomes.length > 0) void track(flush());
       await Promise.all([...inFlight]);
     }
   };
@@ -472,10 +505,7 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
       await unsubscribe();
       await ticking;
       await idle();
-      if (flushTimer) {
-        clearTimeout(flushTimer);
-        await flush();
-      }
+      await flush();
       await notifier.close();
     },
   };

@@ -10,7 +10,7 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { connectAsync, type MqttClient } from 'mqtt';
-import { readProcessEnv } from '../kernel/config/config.ts';
+import { readProcessEnv } from '../kernel/index.ts';
 import { isNgsiError } from './errors.ts';
 import {
   checkNotificationHeaders,

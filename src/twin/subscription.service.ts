@@ -131,7 +131,7 @@ export async function patchSubscription(
     throw notFound(id);
 }
 
-/** Deletes a subscription and its notifications not yet sent (§5.8.5). */
+/** Deletes a subscription (§5.8.5); notifications it made before are still delivered. */
 export async function removeSubscription(rt: TwinRuntime, tc: TwinCall, id: string): Promise<void> {
   authorizeManage(rt.access, tc.call);
   if (!(await deleteSubscription(rt.database.db, tc.tenant, id, riders(tc, 'delete', id)))) {

@@ -107,7 +107,10 @@ export async function updateSubscription(
   return rows.length > 0;
 }
 
-/** Deletes a subscription and its notifications not yet sent, with its riders; false when there was none. */
+/**
+ * Deletes a subscription with its riders; false when there was none. Notifications it made before
+ * are still delivered (they were due when made); delivered and failed ones are pruned later.
+ */
 export async function deleteSubscription(
   db: Writer,
   tenant: string,
@@ -117,13 +120,7 @@ export async function deleteSubscription(
   const rows = await writeWith(
     db,
     sql<{ id: string }>`delete from twin.subscriptions where tenant = ${tenant} and id = ${id} returning id`,
-    [
-      {
-        statement: (when) => sql`delete from twin.notifications
-          where tenant = ${tenant} and subscription_id = ${id} and status = 'pending' and ${when}`,
-      },
-      ...riders,
-    ],
+    riders,
   );
   return rows.length > 0;
 }
@@ -194,6 +191,7 @@ export interface NotificationRequest {
 
 export interface QueuedNotification {
   seq: number;
+  createdAt: Date;
   tenant: string;
   subscriptionId: string;
   attempts: number;
@@ -202,6 +200,7 @@ export interface QueuedNotification {
 
 interface QueuedDbRow {
   seq: string | number;
+  created_at: Date;
   tenant: string;
   subscription_id: string;
   attempts: number;
@@ -210,6 +209,7 @@ interface QueuedDbRow {
 
 const toQueued = (r: QueuedDbRow): QueuedNotification => ({
   seq: Number(r.seq),
+  createdAt: r.created_at,
   tenant: r.tenant,
   subscriptionId: r.subscription_id,
   attempts: r.attempts,
@@ -232,7 +232,7 @@ export async function enqueueNotifications(
       from unnest(${rows.map((r) => r.tenant)}::text[], ${rows.map((r) => r.subscriptionId)}::text[],
         ${rows.map((r) => r.eventId)}::text[], ${rows.map((r) => JSON.stringify(r.request))}::text[]) as v(t, s, e, r)
     on conflict (tenant, subscription_id, event_id) do nothing
-    returning seq, tenant, subscription_id, attempts, request`.execute(db);
+    returning seq, created_at, tenant, subscription_id, attempts, request`.execute(db);
   return inserted.map(toQueued);
 }
 
@@ -247,7 +247,7 @@ export async function claimDueNotifications(
       where status = 'pending' and next_attempt_at <= now() and (claimed_until is null or claimed_until < now())
       order by next_attempt_at, seq limit ${claim.limit} for update skip locked) due
     where n.seq = due.seq
-    returning n.seq, n.tenant, n.subscription_id, n.attempts, n.request`.execute(db);
+    returning n.seq, n.created_at, n.tenant, n.subscription_id, n.attempts, n.request`.execute(db);
   return rows.map(toQueued);
 }
 
@@ -312,7 +312,10 @@ export async function recordOutcomes(db: Writer, token: string, outcomes: Delive
       per.set(k, p);
     }
     if (per.size === 0) return;
-    const list = [...per.values()];
+    // One lock order for every sender (by tenant, id), so concurrent recordings cannot deadlock.
+    const list = [...per.values()].sort((a, b) =>
+      a.tenant === b.tenant ? (a.id < b.id ? -1 : 1) : a.tenant < b.tenant ? -1 : 1,
+    );
     await sql`update twin.subscriptions s set times_sent = s.times_sent + v.sent, times_failed = s.times_failed + v.failed,
         last_notification = greatest(s.last_notification, v.ok, v.fail),
         last_success = greatest(s.last_success, v.ok), last_failure = greatest(s.last_failure, v.fail),
@@ -380,4 +383,12 @@ export async function pruneNotifications(db: Db, hours: number, failedHours: num
 export async function dropTenantSubscriptions(db: Db, tenant: string): Promise<void> {
   await sql`delete from twin.notifications where tenant = ${tenant}`.execute(db);
   await sql`delete from twin.subscriptions where tenant = ${tenant}`.execute(db);
+}
+
+/** How many notifications are waiting to be delivered (pending), for metrics. */
+export async function pendingNotifications(db: Db): Promise<number> {
+  const { rows } = await sql<{
+    n: string;
+  }>`select count(*) as n from twin.notifications where status = 'pending'`.execute(db);
+  return Number(rows[0]?.n ?? 0);
 }

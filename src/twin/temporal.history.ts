@@ -3,7 +3,7 @@
  * changed, and the riders that add them (and the temporal entity row) to the write's statement.
  */
 import type { Rider } from '../kernel/index.ts';
-import { NGSI_NULL, type Attrs, type Instance } from './entity.model.ts';
+import { MAIN_MEMBER, NGSI_NULL, type Attrs, type Instance } from './entity.model.ts';
 import type { TwinCall } from './entity.service.ts';
 import { instanceRiders, temporalEntityRider, type HistoryInstance } from './temporal.store.ts';
 
@@ -35,18 +35,6 @@ function deletion(inst: Instance): Instance {
   if (inst.datasetId !== undefined) out.datasetId = inst.datasetId;
   return out;
 }
-
-/** The member each attribute type carries its value in. */
-export const MAIN_MEMBER: Record<string, string> = {
-  Property: 'value',
-  GeoProperty: 'value',
-  Relationship: 'object',
-  LanguageProperty: 'languageMap',
-  VocabProperty: 'vocab',
-  ListProperty: 'valueList',
-  ListRelationship: 'objectList',
-  JsonProperty: 'json',
-};
 
 /** The entity as a history record needs it. */
 interface Side {

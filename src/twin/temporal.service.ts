@@ -14,6 +14,7 @@ import {
   clip,
   defaultInstance,
   isPlainObject,
+  MAIN_MEMBER,
   NGSI_NULL,
   parseInstance,
   type Attrs,
@@ -24,7 +25,6 @@ import { renderAttribute } from './entity.render.ts';
 import { findEntity, tenantRider } from './entity.store.ts';
 import { LOCATION, requireTenant, type TwinCall, type TwinRuntime } from './entity.service.ts';
 import { NgsiError } from './errors.ts';
-import { MAIN_MEMBER } from './temporal.history.ts';
 import { geoQueryToSql } from './geo.ts';
 import { qToSql } from './query.lang.ts';
 import {

@@ -9,9 +9,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { engines, type TestDatabase } from '../../test/helpers/engines.ts';
-import { startTestPlatform } from '../../test/helpers/platform.ts';
+import { signIn, startTestPlatform } from '../../test/helpers/platform.ts';
 import type { Platform } from '../platform.ts';
-import { DEMO_PASSWORD } from '../trust/index.ts';
 import { historyOf } from './temporal.history.ts';
 import { parseDuration, temporalQueryFrom } from './temporal.model.ts';
 
@@ -502,7 +501,6 @@ for (const engine of engines()) {
 
     describe('in secured mode', () => {
       let secured: Platform;
-      const tokens = new Map<string, string>();
       let pudong: [number, number];
       before(async () => {
         secured = await startTestPlatform(t, { env: { TWIN_ACCESS: 'secured' } });
@@ -514,20 +512,7 @@ for (const engine of engines()) {
       after(async () => {
         await secured.stop();
       });
-      const as = async (user: string): Promise<Record<string, string>> => {
-        let tk = tokens.get(user);
-        if (!tk) {
-          const res = await secured.http.inject({
-            method: 'POST',
-            url: '/api/v1/auth/login',
-            payload: { username: user, password: DEMO_PASSWORD },
-          });
-          assert.equal(res.statusCode, 200, res.body);
-          tk = res.json<{ accessToken: string }>().accessToken;
-          tokens.set(user, tk);
-        }
-        return { authorization: `Bearer ${tk}` };
-      };
+      const as = (user: string) => signIn(secured, user);
 
       it('filters history by jurisdiction: a 宝山 officer cannot see a 浦东 entity (404)', async () => {
         const id = 'urn:ngsi-ld:Streetlight:pudong-temporal';

@@ -12,6 +12,15 @@ export interface Metrics {
   readonly busDelivered: Counter<'group' | 'outcome'>;
   readonly busConsumerLag: Histogram<'group'>;
   readonly busDeadLetters: Counter<'group'>;
+  /** Registers a counter of a module's own (names start with `pujiang_<module>_`). */
+  counter<L extends string>(args: { name: string; help: string; labelNames?: readonly L[] }): Counter<L>;
+  /** Registers a histogram of a module's own (seconds, unless the name says otherwise). */
+  histogram<L extends string>(args: {
+    name: string;
+    help: string;
+    labelNames?: readonly L[];
+    buckets: number[];
+  }): Histogram<L>;
   /** Registers a gauge whose value is read at scrape time; a failing reader reports nothing. */
   gauge(args: {
     name: string;
@@ -67,6 +76,12 @@ export function createMetrics(options: { defaults?: boolean } = {}): Metrics {
       labelNames: ['group'] as const,
       registers: [registry],
     }),
+    counter({ name, help, labelNames }) {
+      return new Counter({ name, help, labelNames: labelNames ?? [], registers: [registry] });
+    },
+    histogram({ name, help, labelNames, buckets }) {
+      return new Histogram({ name, help, labelNames: labelNames ?? [], buckets, registers: [registry] });
+    },
     gauge({ name, help, labelNames, collect }) {
       new Gauge({
         name,
