@@ -5,8 +5,8 @@
  * (their notifications then carry every area's entities); in open mode anyone may.
  */
 import { outboxRider, type Rider } from '../kernel/index.ts';
-import { auditRider } from '../trust/index.ts';
-import { authorizeManage } from './access.ts';
+import { auditRider, type CallContext } from '../trust/index.ts';
+import { authorizeAdmin, authorizeManage } from './access.ts';
 import { clip } from './entity.model.ts';
 import { requireTenant, type TwinCall, type TwinRuntime } from './entity.service.ts';
 import { tenantRider } from './entity.store.ts';
@@ -18,6 +18,7 @@ import {
   findSubscription,
   insertSubscription,
   listSubscriptions,
+  recentNotifications,
   updateSubscription,
   type SubscriptionRecord,
 } from './subscription.store.ts';
@@ -138,4 +139,18 @@ export async function removeSubscription(rt: TwinRuntime, tc: TwinCall, id: stri
     await requireTenant(rt.database.db, tc.tenant);
     throw notFound(id);
   }
+}
+
+/**
+ * The latest notifications of a subscription with their status, attempts and last error — what an
+ * operator looks at when a receiver fails (native API; twin.admin, always signed in).
+ */
+export async function subscriptionNotifications(
+  rt: TwinRuntime,
+  call: CallContext,
+  q: { tenant: string; id: string; limit: number },
+): Promise<Awaited<ReturnType<typeof recentNotifications>>> {
+  authorizeAdmin(rt.access === 'open' ? 'secured' : rt.access, call);
+  if (!(await findSubscription(rt.database.db, q.tenant, q.id))) throw notFound(q.id);
+  return recentNotifications(rt.database.db, { tenant: q.tenant, subscriptionId: q.id, limit: q.limit });
 }

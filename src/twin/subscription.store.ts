@@ -343,7 +343,7 @@ export async function recentNotifications(
 ): Promise<
   {
     seq: number;
-    status: string;
+    status: 'pending' | 'sent' | 'failed';
     attempts: number;
     lastError: string | null;
     createdAt: string;
@@ -352,7 +352,7 @@ export async function recentNotifications(
 > {
   const { rows } = await sql<{
     seq: string;
-    status: string;
+    status: 'pending' | 'sent' | 'failed';
     attempts: number;
     last_error: string | null;
     created_at: Date;

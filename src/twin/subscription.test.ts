@@ -408,12 +408,12 @@ for (const engine of engines()) {
         entities: [{ type: 'Gate' }],
         notification: { endpoint: { uri: `${rx.url}/healthy` } },
       });
-      const started = Date.now();
       await api(
         'POST',
         '/entities',
         entity('urn:ngsi-ld:Gate:1', 'Gate', { open: { type: 'Property', value: true } }),
       );
+      const started = Date.now();
       const healthy = await until('the healthy receiver', () => at('/healthy')[0]);
       assert.ok(
         healthy.at - started < 1_000,
@@ -425,6 +425,14 @@ for (const engine of engines()) {
       assert.equal(g['status'], 'failed');
       assert.equal(g['lastFailureReason'], 'HTTP 404');
       assert.equal(rx.attempts.get('/gone'), 1);
+      const log = `/api/v1/twin/subscriptions/${enc(gone)}/notifications`;
+      assert.equal((await p.http.inject({ method: 'GET', url: log })).statusCode, 401);
+      const history = await p.http.inject({ method: 'GET', url: log, headers: await signIn(p, 'admin') });
+      assert.equal(history.statusCode, 200, history.body);
+      assert.deepEqual(
+        history.json<Obj[]>().map((n) => [n['status'], n['attempts'], n['lastError']]),
+        [['failed', 1, 'HTTP 404']],
+      );
       // 500 then 200: delivered on the second attempt, about a second later.
       const ok = await until('the retried delivery', () => at('/fail-then-ok')[0]);
       assert.ok(ok.at - started >= 700, `retried after ${ok.at - started} ms`);
