@@ -34,8 +34,8 @@ export type WorkerJob =
       base: string;
       /** The entity ids updated, round robin (one subscription each). */
       ids: string[];
-      /** Updates per second. */
-      rate: number;
+      /** Updates per second, one paced round each (the parent says 'go' before each). */
+      rates: number[];
       warmupMs: number;
       durationMs: number;
       /** Longest wait for the last notifications, and for quiet after the last arrival. */
@@ -54,6 +54,8 @@ export interface LatencySummary {
 }
 
 export interface NotifyResult {
+  /** The pace asked for, updates/s. */
+  rate: number;
   /** Updates sent, and answered 2xx, over the whole run (warm-up included). */
   sent: number;
   accepted: number;
@@ -81,7 +83,8 @@ export type WorkerMessage =
   | { type: 'ready'; port: number }
   | { type: 'progress'; text: string }
   | { type: 'loop'; result: LoadResult }
-  | { type: 'notify'; result: NotifyResult };
+  | { type: 'notify'; result: NotifyResult }
+  | { type: 'done' };
 
 const post = (m: WorkerMessage): void => parentPort?.postMessage(m);
 
@@ -145,13 +148,26 @@ async function paced(rate: number, ms: number, send: (seq: number) => void, from
   return n;
 }
 
+/** What one paced round records; the receiver writes into the current round's. */
+interface Round {
+  /** First arrival by sequence number, and every arrival counted. */
+  arrived: Map<number, number>;
+  received: number;
+  lastArrival: number;
+  direct: number[];
+  directSent: Map<number, number>;
+}
+
+const newRound = (): Round => ({
+  arrived: new Map(),
+  received: 0,
+  lastArrival: performance.now(),
+  direct: [],
+  directSent: new Map(),
+});
+
 async function notify(job: WorkerJob & { kind: 'notify' }): Promise<void> {
-  // First arrival time by sequence number.
-  const arrived = new Map<number, number>();
-  const direct: number[] = [];
-  const directSent = new Map<number, number>();
-  let received = 0;
-  let lastArrival = performance.now();
+  let round = newRound();
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -161,22 +177,70 @@ async function notify(job: WorkerJob & { kind: 'notify' }): Promise<void> {
       const seq = seqOf(Buffer.concat(chunks).toString('utf8'));
       if (seq === undefined) return;
       if (req.url === '/direct') {
-        const t0 = directSent.get(seq);
-        if (t0 !== undefined) direct.push(at - t0);
+        const t0 = round.directSent.get(seq);
+        if (t0 !== undefined) round.direct.push(at - t0);
         return;
       }
-      received++;
-      lastArrival = at;
-      if (!arrived.has(seq)) arrived.set(seq, at);
+      round.received++;
+      round.lastArrival = at;
+      if (!round.arrived.has(seq)) round.arrived.set(seq, at);
     });
   });
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
-  post({ type: 'ready', port });
-  await new Promise<void>((resolve) => parentPort?.once('message', () => resolve()));
-
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 64 });
+  const go = () => new Promise<void>((resolve) => parentPort?.once('message', () => resolve()));
+  post({ type: 'ready', port });
+  for (const [k, rate] of job.rates.entries()) {
+    await go();
+    round = newRound();
+    // Sequence numbers of round k start at k × 10^7: a late notification of an earlier round is not this one's.
+    const result = await notifyRound({ job, rate, from: k * 10_000_000, round: () => round, agent, port });
+    post({ type: 'notify', result });
+  }
+  agent.destroy();
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+  post({ type: 'done' });
+}
+
+function request(
+  agent: http.Agent,
+  url: URL,
+  options: { method: string; path: string; body: string },
+  done: (status: number, body: string) => void,
+): void {
+  const req = http.request(
+    {
+      agent,
+      host: url.hostname,
+      port: Number(url.port),
+      method: options.method,
+      path: options.path,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(options.body) },
+    },
+    (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => done(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8')));
+    },
+  );
+  req.on('error', (e) => done(0, e.message));
+  req.end(options.body);
+}
+
+/** One paced round at `rate`: warm-up, measured window, drain, then the direct-POST baseline. */
+async function notifyRound(o: {
+  job: WorkerJob & { kind: 'notify' };
+  rate: number;
+  from: number;
+  round: () => Round;
+  agent: http.Agent;
+  port: number;
+}): Promise<NotifyResult> {
+  const { job, rate, agent } = o;
+  const r = o.round();
   const base = new URL(job.base);
   const sentAt = new Map<number, number>();
   const patchMs: number[] = [];
@@ -184,34 +248,12 @@ async function notify(job: WorkerJob & { kind: 'notify' }): Promise<void> {
   const refused: Record<string, number> = {};
   let refusedSample: string | undefined;
   let measuredFrom = Infinity;
-  const request = (
-    url: URL,
-    options: { method: string; path: string; body: string },
-    done: (status: number, body: string) => void,
-  ) => {
-    const req = http.request(
-      {
-        agent,
-        host: url.hostname,
-        port: Number(url.port),
-        method: options.method,
-        path: options.path,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(options.body) },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => done(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8')));
-      },
-    );
-    req.on('error', (e) => done(0, e.message));
-    req.end(options.body);
-  };
   const update = (seq: number) => {
     const id = job.ids[seq % job.ids.length] ?? '';
     const t0 = performance.now();
     sentAt.set(seq, t0);
     request(
+      agent,
       base,
       {
         method: 'PATCH',
@@ -232,12 +274,12 @@ async function notify(job: WorkerJob & { kind: 'notify' }): Promise<void> {
   const progress = setInterval(() => {
     post({
       type: 'progress',
-      text: `${sentAt.size.toLocaleString('en-US')} updates sent, ${accepted.size.toLocaleString('en-US')} accepted, ${arrived.size.toLocaleString('en-US')} notified`,
+      text: `${sentAt.size.toLocaleString('en-US')} updates sent, ${accepted.size.toLocaleString('en-US')} accepted, ${r.arrived.size.toLocaleString('en-US')} notified`,
     });
   }, 2_000);
-  const warm = await paced(job.rate, job.warmupMs, update);
+  const warm = await paced(rate, job.warmupMs, update, o.from);
   measuredFrom = performance.now();
-  const measured = await paced(job.rate, job.durationMs, update, warm);
+  const measured = await paced(rate, job.durationMs, update, o.from + warm);
   const sentRate = measured / (job.durationMs / 1000);
   const sent = warm + measured;
 
@@ -246,23 +288,24 @@ async function notify(job: WorkerJob & { kind: 'notify' }): Promise<void> {
   const answered = () => accepted.size + Object.values(refused).reduce((a, b) => a + b, 0);
   for (;;) {
     const now = performance.now();
-    const done = answered() === sent && [...accepted].every((s) => arrived.has(s));
+    const done = answered() === sent && [...accepted].every((s) => r.arrived.has(s));
     if (done || now - drainStart > job.drainMs) break;
-    if (answered() === sent && now - lastArrival > Math.min(job.drainMs, 10_000)) break;
+    // Nothing arriving any more: what is missing is lost (or stuck), not late.
+    if (answered() === sent && now - r.lastArrival > 10_000) break;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const drainedMs = performance.now() - drainStart;
   clearInterval(progress);
 
   const latency: number[] = [];
-  for (const [seq, at] of arrived) {
+  for (const [seq, at] of r.arrived) {
     const t0 = sentAt.get(seq);
     if (t0 !== undefined && t0 >= measuredFrom) latency.push(at - t0);
   }
   let lost = 0;
-  for (const seq of accepted) if (!arrived.has(seq)) lost++;
+  for (const seq of accepted) if (!r.arrived.has(seq)) lost++;
   let unexpected = 0;
-  for (const seq of arrived.keys()) if (!accepted.has(seq)) unexpected++;
+  for (const seq of r.arrived.keys()) if (!accepted.has(seq)) unexpected++;
 
   // Raw baseline: a notification-sized body POSTed straight to the receiver, same pace.
   const sample = JSON.stringify({
@@ -272,41 +315,37 @@ async function notify(job: WorkerJob & { kind: 'notify' }): Promise<void> {
     notifiedAt: new Date().toISOString(),
     data: [{ id: job.ids[0], type: 'Meter', [ATTR]: { type: 'Property', value: 0 } }],
   });
-  const receiver = new URL(`http://127.0.0.1:${port}`);
-  const directCount = await paced(job.rate, job.baselineMs, (seq) => {
-    directSent.set(seq, performance.now());
+  const receiver = new URL(`http://127.0.0.1:${o.port}`);
+  const directCount = await paced(rate, job.baselineMs, (seq) => {
+    r.directSent.set(seq, performance.now());
     request(
+      agent,
       receiver,
       { method: 'POST', path: '/direct', body: sample.replace('"value":0', `"value":${seq}`) },
       () => undefined,
     );
   });
   const until = performance.now() + 5_000;
-  while (direct.length < directCount && performance.now() < until)
+  while (r.direct.length < directCount && performance.now() < until)
     await new Promise((resolve) => setTimeout(resolve, 20));
 
-  agent.destroy();
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-  post({
-    type: 'notify',
-    result: {
-      sent,
-      accepted: accepted.size,
-      refused,
-      refusedSample,
-      received,
-      distinct: arrived.size,
-      duplicates: received - arrived.size,
-      unexpected,
-      lost,
-      sentRate,
-      patch: summary(patchMs),
-      latency: summary(latency),
-      drainedMs,
-      baseline: { ...summary(direct), rate: directCount / (job.baselineMs / 1000) },
-    },
-  });
+  return {
+    rate,
+    sent,
+    accepted: accepted.size,
+    refused,
+    refusedSample,
+    received: r.received,
+    distinct: r.arrived.size,
+    duplicates: r.received - r.arrived.size,
+    unexpected,
+    lost,
+    sentRate,
+    patch: summary(patchMs),
+    latency: summary(latency),
+    drainedMs,
+    baseline: { ...summary(r.direct), rate: directCount / (job.baselineMs / 1000) },
+  };
 }
 
 const job = workerData as WorkerJob;
