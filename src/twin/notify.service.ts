@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type RawBuilder } from 'kysely';
 import type { BusEvent, Database, EventBus, Logger, Metrics } from '../kernel/index.ts';
+import { systemContext } from '../trust/index.ts';
 import type { Terms } from './entity.model.ts';
 import { runQuery, type QuerySpec } from './entity.query.ts';
 import { renderEntity, type EntityRecord } from './entity.render.ts';
@@ -350,61 +351,82 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
 
   // --- Matching entity changes ---------------------------------------------------------------------
 
-  const onEntityChange = async (event: BusEvent): Promise<void> => {
-    const action = event.topic.split('.')[2] ?? '';
-    const change = event.payload as EntityChange;
-    const subs = await candidateSubscriptions(database.db, change.tenant, change.types);
-    if (subs.length === 0) return;
-    const now = Date.now();
-    const chosen = subs.filter((r) => {
-      const s = r.subscription;
-      if (!selects(s, change.id, change.types)) return false;
-      const fired = firedTriggers({ action, ...change }, s.watchedAttributes);
-      if (!s.notificationTrigger.some((t) => fired.has(t))) return false;
-      if (
-        s.throttling !== undefined &&
-        r.lastNotificationMs !== null &&
-        now - r.lastNotificationMs < s.throttling * 1000
-      )
-        return false;
-      return true;
-    });
-    if (chosen.length === 0) return;
-    // The entity as this change left it: from the event, else (a large entity) as it is now.
-    let entity: EntityRecord | undefined;
-    if (action !== 'delete') {
-      entity = change.entity ?? (await findEntity(database.db, change.tenant, change.id));
-      // Deleted since: the deletion's own event notifies.
-      if (!entity) return;
+  /**
+   * Matches a batch of entity changes (in commit order) and commits their notifications in one
+   * statement: the candidate subscriptions are read once per tenant for the whole batch.
+   */
+  const onEntityChanges = async (events: BusEvent[]): Promise<void> => {
+    const changes = events.map((event) => ({
+      event,
+      action: event.topic.split('.')[2] ?? '',
+      change: event.payload as EntityChange,
+    }));
+    const typesByTenant = new Map<string, Set<string>>();
+    for (const { change } of changes) {
+      const set = typesByTenant.get(change.tenant) ?? new Set<string>();
+      for (const t of change.types) set.add(t);
+      typesByTenant.set(change.tenant, set);
     }
-    const withTerms = await Promise.all(chosen.map(async (r) => ({ r, ctx: await termsOf(r.subscription) })));
-    let passing = withTerms;
-    const conditional = withTerms
-      .map((x, i) => ({ i, cond: entity ? conditionOf(x.r.subscription, x.ctx) : undefined }))
-      .filter((x): x is { i: number; cond: RawBuilder<boolean> } => x.cond !== undefined);
-    if (entity && conditional.length > 0) {
-      const ok = await passingConditions(database, change.tenant, entity, conditional);
-      passing = withTerms.filter((_, i) => !conditional.some((c) => c.i === i) || ok.has(i));
-    }
-    if (passing.length === 0) return;
-    const rows = passing.map(({ r, ctx }) => {
-      const data = entity
-        ? [render(r.subscription, ctx, entity)]
-        : [{ id: change.id, type: change.types.map((t) => ctx.compact(t)), deletedAt: event.createdAt }];
-      return {
-        tenant: change.tenant,
-        subscriptionId: r.subscription.id,
-        eventId: event.id,
-        request: requestFor(r.subscription, ctx, data, change.tenant),
-      };
-    });
-    const queued = await enqueueNotifications(database.db, rows, { token, leaseSeconds });
-    const throttled = passing.filter(({ r }) => r.subscription.throttling !== undefined);
-    if (throttled.length > 0)
-      await touchSubscriptions(
-        database.db,
-        throttled.map(({ r }) => ({ tenant: r.tenant, id: r.subscription.id })),
+    const candidates = new Map<string, Awaited<ReturnType<typeof candidateSubscriptions>>>();
+    for (const [tenant, types] of typesByTenant)
+      candidates.set(tenant, await candidateSubscriptions(database.db, tenant, [...types]));
+    // Throttling across the batch: a subscription notified by an earlier change counts as notified.
+    const lastNotified = new Map<string, number | null>();
+    const rows: Parameters<typeof enqueueNotifications>[1] = [];
+    const throttled = new Map<string, { tenant: string; id: string }>();
+    for (const { event, action, change } of changes) {
+      const subs = candidates.get(change.tenant) ?? [];
+      if (subs.length === 0) continue;
+      const now = Date.now();
+      const chosen = subs.filter((r) => {
+        const s = r.subscription;
+        if (!selects(s, change.id, change.types)) return false;
+        const fired = firedTriggers({ action, ...change }, s.watchedAttributes);
+        if (!s.notificationTrigger.some((t) => fired.has(t))) return false;
+        if (s.throttling === undefined) return true;
+        const key = `${r.tenant}\u0000${s.id}`;
+        const last = lastNotified.has(key) ? (lastNotified.get(key) ?? null) : r.lastNotificationMs;
+        return last === null || now - last >= s.throttling * 1000;
+      });
+      if (chosen.length === 0) continue;
+      // The entity as this change left it: from the event, else (a large entity) as it is now.
+      let entity: EntityRecord | undefined;
+      if (action !== 'delete') {
+        entity = change.entity ?? (await findEntity(database.db, change.tenant, change.id));
+        // Deleted since: the deletion's own event notifies.
+        if (!entity) continue;
+      }
+      const withTerms = await Promise.all(
+        chosen.map(async (r) => ({ r, ctx: await termsOf(r.subscription) })),
       );
+      let passing = withTerms;
+      const conditional = withTerms
+        .map((x, i) => ({ i, cond: entity ? conditionOf(x.r.subscription, x.ctx) : undefined }))
+        .filter((x): x is { i: number; cond: RawBuilder<boolean> } => x.cond !== undefined);
+      if (entity && conditional.length > 0) {
+        const ok = await passingConditions(database, change.tenant, entity, conditional);
+        passing = withTerms.filter((_, i) => !conditional.some((c) => c.i === i) || ok.has(i));
+      }
+      for (const { r, ctx } of passing) {
+        const data = entity
+          ? [render(r.subscription, ctx, entity)]
+          : [{ id: change.id, type: change.types.map((t) => ctx.compact(t)), deletedAt: event.createdAt }];
+        rows.push({
+          tenant: change.tenant,
+          subscriptionId: r.subscription.id,
+          eventId: event.id,
+          request: requestFor(r.subscription, ctx, data, change.tenant),
+        });
+        if (r.subscription.throttling !== undefined) {
+          const key = `${r.tenant}\u0000${r.subscription.id}`;
+          lastNotified.set(key, now);
+          throttled.set(key, { tenant: r.tenant, id: r.subscription.id });
+        }
+      }
+    }
+    if (rows.length === 0) return;
+    const queued = await enqueueNotifications(database.db, rows, { token, leaseSeconds });
+    if (throttled.size > 0) await touchSubscriptions(database.db, [...throttled.values()]);
     if (!stopped) sendAll(queued);
   };
 
@@ -413,11 +435,7 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
   const runPeriodic = async (r: SubscriptionRecord): Promise<void> => {
     const s = r.subscription;
     const ctx = await termsOf(s);
-    const tc: TwinCall = {
-      call: { actor: { kind: 'anonymous' } } as unknown as TwinCall['call'],
-      tenant: r.tenant,
-      terms: ctx,
-    };
+    const tc: TwinCall = { call: systemContext('periodic notification'), tenant: r.tenant, terms: ctx };
     const spec: QuerySpec = {
       selectors: (s.entities ?? []).map((e) => ({
         type: e.type,
@@ -476,7 +494,8 @@ export async function startNotifier(o: NotifierOptions): Promise<NotifierHandle>
   const unsubscribe = await o.bus.subscribe({
     group: 'twin-notifier',
     topics: ['twin.entity.>'],
-    handler: onEntityChange,
+    handler: (event) => onEntityChanges([event]),
+    handleBatch: onEntityChanges,
     maxDeliver: 10,
   });
   const pollMs = o.pollMs ?? 1_000;

@@ -56,6 +56,41 @@ describe('in-process bus', () => {
     };
   };
 
+  it('hands a batch to a group that takes batches, in order; one by one to the others and after a failed batch', async () => {
+    const { bus } = deps();
+    const batches: string[][] = [];
+    const singles: string[] = [];
+    const plain: string[] = [];
+    let failBatch = false;
+    await bus.subscribe({
+      group: 'batcher',
+      topics: ['t.>'],
+      handler: async (e) => {
+        singles.push((e.payload as { n: string }).n);
+      },
+      handleBatch: async (events) => {
+        if (failBatch) throw new Error('batch refused');
+        batches.push(events.map((e) => (e.payload as { n: string }).n));
+      },
+    });
+    await bus.subscribe({
+      group: 'plain',
+      topics: ['t.a'],
+      handler: async (e) => {
+        plain.push((e.payload as { n: string }).n);
+      },
+    });
+    const ev = (topic: string, n: string) => makeEvent({ topic, payload: { n } });
+    assert.equal(typeof bus.publishBatch, 'function');
+    await bus.publishBatch?.([ev('t.a', '1'), ev('t.b', '2'), ev('t.a', '3'), ev('x.y', '4')]);
+    assert.deepEqual(batches, [['1', '2', '3']]);
+    assert.deepEqual(plain, ['1', '3']);
+    assert.deepEqual(singles, []);
+    failBatch = true;
+    await bus.publishBatch?.([ev('t.a', '5'), ev('t.b', '6')]);
+    assert.deepEqual(singles, ['5', '6']);
+  });
+
   it('delivers each event once per group, round-robin within a group, only on matching topics', async () => {
     const { bus } = deps();
     const seen: string[] = [];

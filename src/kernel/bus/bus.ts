@@ -23,6 +23,12 @@ export interface Subscription {
   topics: string[];
   /** Resolve to acknowledge; throw to have the event redelivered after a backoff. */
   handler: (event: BusEvent) => Promise<void>;
+  /**
+   * Optional: handles several events at once (in order) where the bus can deliver them so (the
+   * in-process bus, for the outbox relay's batches); resolving acknowledges them all. When it
+   * throws, the events are delivered one by one through `handler`, with its retries.
+   */
+  handleBatch?: (events: BusEvent[]) => Promise<void>;
   /** Deliveries before the event is dead-lettered for this group (default 5). */
   maxDeliver?: number;
 }
@@ -39,6 +45,8 @@ export interface EventBus {
   readonly kind: 'local' | 'nats';
   /** Publishes one committed event; resolves when the bus has accepted it (durably, for NATS). */
   publish(event: BusEvent): Promise<void>;
+  /** Publishes committed events in order, where the bus can do better than one by one. */
+  publishBatch?(events: BusEvent[]): Promise<void>;
   /** Starts delivering matching events to the group; resolves to a function that stops it. */
   subscribe(subscription: Subscription): Promise<() => Promise<void>>;
   /** Whether the bus can accept publishes right now (for readiness and metrics). */

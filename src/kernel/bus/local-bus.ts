@@ -58,19 +58,55 @@ export function createLocalBus(deps: {
     }
   }
 
+  /** The groups with members taking `event`, each with the member chosen for it. */
+  const route = (event: BusEvent) => {
+    const out: { group: string; members: Member[]; pick: number }[] = [];
+    for (const [group, g] of groups) {
+      const matching = g.members.filter((m) =>
+        m.subscription.topics.some((p) => topicMatches(p, event.topic)),
+      );
+      if (matching.length > 0) out.push({ group, members: matching, pick: g.next++ });
+    }
+    return out;
+  };
+
   return {
     kind: 'local',
     async publish(event) {
       if (closed) throw new Error('event bus is closed');
-      const work: Promise<void>[] = [];
-      for (const [group, g] of groups) {
-        const matching = g.members.filter((m) =>
-          m.subscription.topics.some((p) => topicMatches(p, event.topic)),
-        );
-        if (matching.length === 0) continue;
-        work.push(deliver(group, matching, g.next++, event));
-      }
-      await Promise.all(work);
+      await Promise.all(route(event).map((r) => deliver(r.group, r.members, r.pick, event)));
+    },
+    async publishBatch(events) {
+      if (closed) throw new Error('event bus is closed');
+      // Per group, its events in order: all at once to a member that takes batches, else one by one.
+      const perGroup = new Map<string, { members: Member[]; pick: number; events: BusEvent[] }>();
+      for (const event of events)
+        for (const r of route(event)) {
+          const entry = perGroup.get(r.group) ?? { members: r.members, pick: r.pick, events: [] };
+          entry.events.push(event);
+          perGroup.set(r.group, entry);
+        }
+      await Promise.all(
+        [...perGroup].map(async ([group, { members, pick, events: list }]) => {
+          const member = members[pick % members.length];
+          const batch = member?.subscription.handleBatch;
+          if (batch && list.length > 1) {
+            try {
+              await batch(list);
+              deps.metrics.busDelivered.inc({ group, outcome: 'ack' }, list.length);
+              for (const e of list)
+                deps.metrics.busConsumerLag.observe({ group }, (Date.now() - Date.parse(e.createdAt)) / 1000);
+              return;
+            } catch (e) {
+              deps.logger.warn(
+                { group, events: list.length, reason: e instanceof Error ? e.message : String(e) },
+                'batch handler failed; delivering one by one',
+              );
+            }
+          }
+          for (const event of list) await deliver(group, members, pick, event);
+        }),
+      );
     },
     async subscribe(subscription) {
       assertSubscription(subscription);
