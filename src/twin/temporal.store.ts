@@ -37,10 +37,7 @@ const INSTANCE_COLUMNS = [
   ['deleted', 'boolean'],
 ] as const;
 
-/** Rows per rider statement (12 values a row, within the rider's value limit). */
-const ROWS_PER_RIDER = 2_000;
-
-/** The riders recording `instances` of entity `id` at `at` (one per 2,000 instances). */
+/** The rider recording `instances` of entity `id` at `at` (none when there are none). */
 export function instanceRiders(tenant: string, id: string, instances: HistoryInstance[], at: Date): Rider[] {
   const recorded = at.toISOString();
   const rows = instances.map(({ attr, inst, deleted, uuid }) => {
@@ -61,15 +58,10 @@ export function instanceRiders(tenant: string, id: string, instances: HistoryIns
       deleted === true,
     ];
   });
-  const riders: Rider[] = [];
-  for (let i = 0; i < rows.length; i += ROWS_PER_RIDER)
-    riders.push({
-      statement: insertRows({
-        table: 'twin.attr_instances',
-        columns: INSTANCE_COLUMNS,
-        rows: rows.slice(i, i + ROWS_PER_RIDER),
-      }),
-    });
+  if (rows.length === 0) return [];
+  const riders: Rider[] = [
+    { statement: insertRows({ table: 'twin.attr_instances', columns: INSTANCE_COLUMNS, rows }) },
+  ];
   return riders;
 }
 

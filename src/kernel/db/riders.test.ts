@@ -36,7 +36,7 @@ for (const engine of engines()) {
     before(async () => {
       t = await engine.open();
       await sql`create table kernel_rider_items (id int primary key)`.execute(db());
-      await sql`create table kernel_rider_log (note text not null check (note <> 'bad'), at timestamptz not null, doc jsonb not null)`.execute(
+      await sql`create table kernel_rider_log (note text not null check (note <> 'bad'), at timestamptz, doc jsonb)`.execute(
         db(),
       );
     });
@@ -117,8 +117,41 @@ for (const engine of engines()) {
       bad({
         table: 'public.kernel_rider_log',
         columns: [['note', 'text']],
-        rows: Array.from({ length: 30_001 }, () => ['x']),
+        rows: Array.from({ length: 1_000_001 }, () => ['x']),
       });
+      bad({ table: 'public.kernel_rider_log', columns: [['tags', 'text[]']], rows: [[['a']]] });
+    });
+
+    it('carries many rows through typed arrays: quotes, backslashes, braces, nulls, unicode, JSON', async () => {
+      const tricky = ['a"b', 'c\\d', '{e,f}', 'NULL', '', '浦江 ✓', "g'h", 'x\ny'];
+      const notes = Array.from({ length: 2_000 }, (_, i) => `${tricky[i % tricky.length] ?? ''}#${i}`);
+      const rider: Rider = {
+        statement: insertRows({
+          table: 'public.kernel_rider_log',
+          columns: [
+            ['note', 'text'],
+            ['at', 'timestamptz'],
+            ['doc', 'jsonb'],
+          ],
+          rows: notes.map((note, i) => [
+            note,
+            i % 3 === 0 ? null : new Date(Date.UTC(2026, 10, 21, 8, 0, i % 60)),
+            i % 5 === 0 ? null : JSON.stringify({ note, n: i, nested: { q: '"', b: '\\' } }),
+          ]),
+        }),
+      };
+      await writeWith(db(), insertItem(6), [rider]);
+      const { rows } = await sql<{ note: string; at: Date | null; doc: { note: string; n: number } | null }>`
+        select note, at, doc from kernel_rider_log where note like '%#%' order by (split_part(note, '#', 2))::int`.execute(
+        db(),
+      );
+      assert.equal(rows.length, notes.length);
+      for (const [i, r] of rows.entries()) {
+        assert.equal(r.note, notes[i]);
+        assert.equal(r.at === null, i % 3 === 0);
+        assert.equal(r.doc === null, i % 5 === 0);
+        if (r.doc) assert.deepEqual([r.doc.note, r.doc.n], [notes[i], i]);
+      }
     });
 
     it('binds values as parameters: an injection string is stored as text', async () => {

@@ -20,16 +20,18 @@ export interface Rider {
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
 const TABLE = /^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/;
-const TYPE = /^[a-z_][a-z0-9_ ]*(\[\])?$/;
+// Scalar types only: each column travels as one array parameter (unnest cannot split arrays of arrays).
+const TYPE = /^[a-z_][a-z0-9_ ]*$/;
 
-/** Largest number of values one rider may carry (PostgreSQL allows 65,535 per statement). */
-const MAX_VALUES = 30_000;
+/** Largest number of values one rider may carry (a bound on one statement's parameters, in memory). */
+const MAX_VALUES = 1_000_000;
 
 /**
- * The statement of a rider inserting `rows` (values in `columns` order) into `table`. Each
- * column names its SQL type: values in an INSERT … SELECT are not typed by the target table, so
- * they are cast. Throws, before any SQL runs, on a bad identifier, a row of the wrong width or
- * too many values.
+ * The statement of a rider inserting `rows` (values in `columns` order) into `table`. Each column
+ * is sent as one typed array parameter and the rows are `unnest`ed from them, so the statement's
+ * text and parse cost do not grow with the rows (1,000 rows of 12 columns: 12 parameters, not
+ * 12,000 cast literals). Throws, before any SQL runs, on a bad identifier or type, a row of the
+ * wrong width or too many values.
  */
 export function insertRows(args: {
   table: string;
@@ -49,14 +51,18 @@ export function insertRows(args: {
   if (rows.length * columns.length > MAX_VALUES)
     throw new Error(`insertRows: ${rows.length} rows exceed ${MAX_VALUES} values`);
   const names = sql.raw(columns.map(([name]) => name).join(', '));
-  const tuples = rows.map(
-    (r) =>
-      sql`(${sql.join(r.map((v, c) => sql`${v}::${sql.raw((columns[c] as readonly [string, string])[1])}`))})`,
-  );
+  // Dates as ISO text: both drivers then serialise every array the same way.
+  const arrays = columns.map(([, type], c) => {
+    const values = rows.map((r) => {
+      const v = r[c];
+      return v instanceof Date ? v.toISOString() : (v ?? null);
+    });
+    return sql`${values}::${sql.raw(type)}[]`;
+  });
   const conflict = args.onConflictDoNothing ? sql` on conflict do nothing` : sql``;
   return (when) =>
     sql`insert into ${sql.raw(table)} (${names})
-      select * from (values ${sql.join(tuples)}) as v (${names}) where ${when}${conflict}`;
+      select * from unnest(${sql.join(arrays)}) as v (${names}) where ${when}${conflict}`;
 }
 
 /**
