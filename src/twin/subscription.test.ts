@@ -358,6 +358,11 @@ for (const engine of engines()) {
         throttling: 30,
         notification: { endpoint: { uri: `${rx.url}/throttled` } },
       });
+      await subscribe({
+        entities: [{ type: 'Pump' }],
+        isActive: false,
+        notification: { endpoint: { uri: `${rx.url}/paused` } },
+      });
       const expiring = await subscribe({
         entities: [{ type: 'Pump' }],
         expiresAt: new Date(Date.now() + 1_500).toISOString(),
@@ -384,6 +389,7 @@ for (const engine of engines()) {
       });
       await sleep(300);
       assert.equal(at('/expiring').length, 4);
+      assert.equal(at('/paused').length, 0, 'a paused subscription is not notified');
       assert.equal((await status(throttled))['timesSent'], 1);
     });
 

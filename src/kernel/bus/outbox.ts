@@ -180,32 +180,18 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     // The claim token makes the later updates touch only rows this batch still holds, even if
     // its lease ran out and another relay took them over meanwhile.
     const token = randomUUID();
-    const rows = (await database.transact(async (trx) => {
-      const claimed = await trx
-        .selectFrom('kernel.outbox')
-        .select(['seq', 'id', 'topic', 'payload', 'headers', 'created_at'])
-        .where('published_at', 'is', null)
-        .where((eb) => eb.or([eb('claimed_until', 'is', null), eb('claimed_until', '<', sql<Date>`now()`)]))
-        .orderBy('seq')
-        .limit(options.batchSize)
-        .forUpdate()
-        .skipLocked()
-        .execute();
-      if (claimed.length > 0)
-        await trx
-          .updateTable('kernel.outbox')
-          .set({
-            claimed_until: sql<Date>`now() + make_interval(secs => ${options.claimLeaseSeconds ?? CLAIM_LEASE_SECONDS})`,
-            claim_token: token,
-          })
-          .where(
-            'seq',
-            'in',
-            claimed.map((r) => r.seq),
-          )
-          .execute();
-      return claimed;
-    })) as OutboxRow[];
+    // One statement claims the batch (lock, skip rows other relays hold, set the lease, return).
+    const { rows: claimed } = await sql<
+      Omit<OutboxRow, 'seq'> & { seq: string | number }
+    >`update kernel.outbox o
+        set claimed_until = now() + make_interval(secs => ${options.claimLeaseSeconds ?? CLAIM_LEASE_SECONDS}),
+          claim_token = ${token}::uuid
+      from (select seq from kernel.outbox
+        where published_at is null and (claimed_until is null or claimed_until < now())
+        order by seq limit ${options.batchSize} for update skip locked) c
+      where o.seq = c.seq
+      returning o.seq, o.id, o.topic, o.payload, o.headers, o.created_at`.execute(database.db);
+    const rows = claimed.map((r) => ({ ...r, seq: Number(r.seq) })).sort((a, b) => a.seq - b.seq);
     if (rows.length === 0) return 0;
     const done: number[] = [];
     let failed: { seq: number; error: string } | undefined;
@@ -241,6 +227,16 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
           break;
         }
       }
+    if (!failed) {
+      // The usual case: every row went out; one statement marks them.
+      await database.db
+        .updateTable('kernel.outbox')
+        .set({ published_at: sql<Date>`now()`, claimed_until: null, claim_token: null })
+        .where('seq', 'in', done)
+        .where('claim_token', '=', token)
+        .execute();
+      return done.length;
+    }
     await database.transact(async (trx) => {
       if (done.length > 0)
         await trx
@@ -250,13 +246,12 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
           .where('claim_token', '=', token)
           .execute();
       // Record the failure before releasing the claim: both updates check the claim token.
-      if (failed)
-        await trx
-          .updateTable('kernel.outbox')
-          .set((eb) => ({ attempts: eb('attempts', '+', 1), last_error: failed.error.slice(0, 1000) }))
-          .where('seq', '=', failed.seq)
-          .where('claim_token', '=', token)
-          .execute();
+      await trx
+        .updateTable('kernel.outbox')
+        .set((eb) => ({ attempts: eb('attempts', '+', 1), last_error: failed.error.slice(0, 1000) }))
+        .where('seq', '=', failed.seq)
+        .where('claim_token', '=', token)
+        .execute();
       const unpublished = rows.map((r) => r.seq).filter((seq) => !done.includes(seq));
       if (unpublished.length > 0)
         await trx
@@ -266,11 +261,8 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
           .where('claim_token', '=', token)
           .execute();
     });
-    if (failed) {
-      logger.warn({ seq: failed.seq, error: failed.error }, 'outbox relay could not publish; will retry');
-      return -1;
-    }
-    return done.length;
+    logger.warn({ seq: failed.seq, error: failed.error }, 'outbox relay could not publish; will retry');
+    return -1;
   }
 
   function runBatch(): Promise<number> {
