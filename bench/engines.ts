@@ -54,3 +54,12 @@ export async function onEachEngine<T>(
   }
   return out;
 }
+
+/** A positive number from the environment variable `name`, or `fallback` when it is unset (benchmark knobs). */
+export function knob(name: string, fallback: number): number {
+  const raw = readProcessEnv()[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}: expected a positive number, got "${raw}"`);
+  return n;
+}

@@ -52,7 +52,7 @@ import { startPlatform, type Platform } from '../../src/platform.ts';
 // Internals: the statements the temporal API runs (for their plans) and partition creation.
 import { CORE_LD_CONTEXT } from '../../src/twin/ldcontext.ts';
 import { aggregateInstances, ensurePartitions, selectInstances } from '../../src/twin/temporal.store.ts';
-import { onEachEngine, type BenchEngine } from '../engines.ts';
+import { type BenchEngine, knob, onEachEngine } from '../engines.ts';
 import { closedLoop, httpOp, keepAliveAgent, type LoadResult } from '../twin/load.ts';
 import { fmt } from '../twin/vehicles.ts';
 import {
@@ -72,13 +72,6 @@ import {
 import type { NotifyResult, WorkerJob, WorkerMessage } from './worker.ts';
 
 const env = readProcessEnv();
-function knob(name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}: expected a positive number, got "${raw}"`);
-  return n;
-}
 const perEngine = (name: string, postgres: number, pglite: number) => (pooled: boolean) =>
   knob(name, pooled ? postgres : pglite);
 

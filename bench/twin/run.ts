@@ -42,6 +42,7 @@ import { systemContext } from '../../src/trust/index.ts';
 import { conditions, specFromQuery } from '../../src/twin/entity.query.ts';
 import { CORE_LD_CONTEXT } from '../../src/twin/ldcontext.ts';
 import { createScratchDatabase } from '../../test/helpers/engines.ts';
+import { knob } from '../engines.ts';
 import { closedLoop, httpLoad, OpFailure, SEQ, type HttpCall, type LoadResult, type Op } from './load.ts';
 import { sampleBackends, startCpuProfile, type BackendReport } from './probe.ts';
 import {
@@ -58,13 +59,6 @@ import {
 } from './vehicles.ts';
 
 const env = readProcessEnv();
-function knob(name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}: expected a positive number, got "${raw}"`);
-  return n;
-}
 const list = (name: string): Set<string> | undefined => {
   const raw = env[name];
   return raw ? new Set(raw.split(',').map((s) => s.trim())) : undefined;
