@@ -4,7 +4,7 @@ import { Type } from 'typebox';
 import type { HttpServer } from '../kernel/index.ts';
 import type { CallContext } from '../trust/index.ts';
 import { addContext, deleteContext, getContext, listContexts } from './contexts.service.ts';
-import type { NgsiRuntime } from './ngsi.http.ts';
+import type { NgsiRuntime, RouteDoc } from './ngsi.http.ts';
 
 const PATH = '/jsonldContexts';
 
@@ -16,7 +16,7 @@ export function registerContextRoutes(
   rt: NgsiRuntime,
   helpers: {
     admin: (request: FastifyRequest) => Promise<CallContext>;
-    doc: (summary: string, extra?: Record<string, unknown>) => Record<string, unknown>;
+    doc: RouteDoc;
   },
 ): void {
   const { admin, doc } = helpers;

@@ -19,6 +19,7 @@ import {
   twinCall,
   withoutContext,
   type NgsiRuntime,
+  type RouteDoc,
 } from './ngsi.http.ts';
 
 const PATH = '/csourceRegistrations';
@@ -29,11 +30,7 @@ const registrationPath = (id: string) => `${NGSI_PREFIX}${PATH}/${encodeURICompo
 const registrationId = (params: unknown) => (params as { registrationId: string }).registrationId;
 
 /** Registers the context source registration routes in the NGSI-LD scope. */
-export function registerCsourceRoutes(
-  scope: HttpServer,
-  rt: NgsiRuntime,
-  helpers: { doc: (summary: string, extra?: Record<string, unknown>) => Record<string, unknown> },
-): void {
+export function registerCsourceRoutes(scope: HttpServer, rt: NgsiRuntime, helpers: { doc: RouteDoc }): void {
   const { doc } = helpers;
   const idParam = Type.Object({ registrationId: Type.String({ maxLength: 2048 }) });
   const looseQuery = Type.Record(Type.String(), Type.Unknown(), {

@@ -42,7 +42,7 @@ import {
 } from './entity.store.ts';
 import type { EntityRecord } from './entity.render.ts';
 import { NgsiError, NGSI_ERROR_BASE } from './errors.ts';
-import { changedAttributes, entityHistoryRiders } from './temporal.history.ts';
+import { entityHistory, type AttributeChanges } from './temporal.history.ts';
 
 type Trx = Parameters<Parameters<Database['transact']>[0]>[0];
 
@@ -107,7 +107,7 @@ interface Change {
   types: string[];
   attributes?: string[];
   /** Attribute IRIs created, updated and deleted (the outbox event carries them for subscriptions). */
-  changes?: { created: string[]; updated: string[]; deleted: string[] };
+  changes?: AttributeChanges;
   /** The entity as this write leaves it: the event carries it (when small) so notifications show this state. */
   snapshot?: EntityRecord;
 }
@@ -237,11 +237,11 @@ async function modify<R>(
     if (p.write === 'delete') {
       authorizeWrite(rt.access, tc.call, [old.areaPath]);
       const change = { action: 'delete', id, areaPath: old.areaPath, types: old.types };
-      const history = entityHistoryRiders(tc, { id, before: old, after: undefined, at });
+      const history = entityHistory(tc, { id, before: old, after: undefined, at });
       return {
         done: await deleteEntity(db, { tenant: tc.tenant, id, version: old.version }, [
           ...changeRiders(tc, change),
-          ...history,
+          ...history.riders,
         ]),
         result: p.result,
       };
@@ -253,12 +253,18 @@ async function modify<R>(
       at,
     );
     authorizeWrite(rt.access, tc.call, [old.areaPath, w.areaPath]);
+    const history = entityHistory(tc, {
+      id,
+      before: old,
+      after: { types: p.next.types, areaPath: w.areaPath, attrs: p.next.attrs },
+      at,
+    });
     const change = {
       ...p.change,
       id,
       areaPath: w.areaPath,
       types: p.next.types,
-      changes: changedAttributes(old.attrs, p.next.attrs),
+      changes: history.changes,
       snapshot: {
         id,
         types: p.next.types,
@@ -268,14 +274,8 @@ async function modify<R>(
         attrs: p.next.attrs,
       },
     };
-    const history = entityHistoryRiders(tc, {
-      id,
-      before: old,
-      after: { types: p.next.types, areaPath: w.areaPath, attrs: p.next.attrs },
-      at,
-    });
     return {
-      done: await updateEntity(db, w, old.version, [...changeRiders(tc, change), ...history]),
+      done: await updateEntity(db, w, old.version, [...changeRiders(tc, change), ...history.riders]),
       result: p.result,
     };
   };
@@ -316,6 +316,12 @@ async function insertNew(rt: TwinRuntime, tc: TwinCall, input: EntityInput, at: 
   await warmAreas(rt.database);
   const w = entityWrite(rt, tc, input, at);
   authorizeWrite(rt.access, tc.call, [w.areaPath]);
+  const history = entityHistory(tc, {
+    id: input.id,
+    before: undefined,
+    after: { types: input.types, areaPath: w.areaPath, attrs: input.attrs },
+    at,
+  });
   const riders = [
     ...changeRiders(tc, {
       action: 'create',
@@ -323,7 +329,7 @@ async function insertNew(rt: TwinRuntime, tc: TwinCall, input: EntityInput, at: 
       areaPath: w.areaPath,
       types: input.types,
       attributes: compactNames(tc, Object.keys(input.attrs)),
-      changes: { created: Object.keys(input.attrs), updated: [], deleted: [] },
+      changes: history.changes,
       snapshot: {
         id: input.id,
         types: input.types,
@@ -333,12 +339,7 @@ async function insertNew(rt: TwinRuntime, tc: TwinCall, input: EntityInput, at: 
         attrs: input.attrs,
       },
     }),
-    ...entityHistoryRiders(tc, {
-      id: input.id,
-      before: undefined,
-      after: { types: input.types, areaPath: w.areaPath, attrs: input.attrs },
-      at,
-    }),
+    ...history.riders,
   ];
   return insertEntity(rt.database.db, w, tc.tenant === '' ? riders : [tenantRider(tc.tenant), ...riders]);
 }

@@ -19,6 +19,9 @@ import {
 
 export const NGSI_PREFIX = '/ngsi-ld/v1';
 
+/** Builds a route's OpenAPI schema from its summary (and params, querystring…), tagged ngsi-ld. */
+export type RouteDoc = (summary: string, extra?: Record<string, unknown>) => Record<string, unknown>;
+
 export interface NgsiRuntime extends TwinRuntime {
   trust: TrustRuntime;
   contexts: ContextResolver;

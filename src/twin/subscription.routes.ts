@@ -14,6 +14,7 @@ import {
   twinCall,
   withoutContext,
   type NgsiRuntime,
+  type RouteDoc,
 } from './ngsi.http.ts';
 import {
   createSubscription,
@@ -23,12 +24,14 @@ import {
   retrieveSubscription,
 } from './subscription.service.ts';
 
-type Doc = (summary: string, extra?: Record<string, unknown>) => Record<string, unknown>;
-
 const MAX_PAGE = 1000;
 
 /** Registers the subscription API inside the NGSI-LD scope. */
-export function registerSubscriptionRoutes(scope: HttpServer, rt: NgsiRuntime, helpers: { doc: Doc }): void {
+export function registerSubscriptionRoutes(
+  scope: HttpServer,
+  rt: NgsiRuntime,
+  helpers: { doc: RouteDoc },
+): void {
   const { doc } = helpers;
   const idParam = Type.Object({ subscriptionId: Type.String({ maxLength: 2048 }) });
   const looseQuery = Type.Record(Type.String(), Type.Unknown(), {

@@ -43,27 +43,41 @@ interface Side {
   attrs: Attrs;
 }
 
+/** The attribute IRIs a write created, updated and deleted (for subscription triggers). */
+export interface AttributeChanges {
+  created: string[];
+  updated: string[];
+  deleted: string[];
+}
+
 /**
- * The riders recording an entity write in its history: the changed instances, and the temporal
- * entity row when the entity is new to history or its types, area or attribute names changed.
+ * An entity write in its history: the riders recording the changed instances (and the temporal
+ * entity row when the entity is new to history or its types, area or attribute names changed), and
+ * the attributes it created, updated and deleted — both from one comparison of before and after.
  */
-export function entityHistoryRiders(
+export function entityHistory(
   tc: TwinCall,
   w: { id: string; before: Side | undefined; after: Side | undefined; at: Date },
-): Rider[] {
+): { riders: Rider[]; changes: AttributeChanges } {
   const before = w.before?.attrs ?? {};
   const after = w.after?.attrs ?? {};
-  const riders = instanceRiders(tc.tenant, w.id, historyOf(before, after), w.at);
+  const instances = historyOf(before, after);
+  const touched = new Set(instances.map((h) => h.attr));
+  const changes: AttributeChanges = {
+    created: Object.keys(after).filter((a) => !(a in before)),
+    updated: [...touched].filter((a) => a in before && a in after),
+    deleted: Object.keys(before).filter((a) => !(a in after)),
+  };
+  const riders = instanceRiders(tc.tenant, w.id, instances, w.at);
   const side = w.after ?? w.before;
-  if (!side) return riders;
-  const newAttrs = Object.keys(after).filter((a) => !(a in before));
+  if (!side) return { riders, changes };
   const changed =
     w.before === undefined ||
     (w.after !== undefined &&
       (w.after.areaPath !== w.before.areaPath ||
         w.after.types.length !== w.before.types.length ||
         w.after.types.some((t, i) => w.before?.types[i] !== t) ||
-        newAttrs.length > 0));
+        changes.created.length > 0));
   if (changed)
     riders.push(
       temporalEntityRider({
@@ -75,21 +89,5 @@ export function entityHistoryRiders(
         at: w.at,
       }),
     );
-  return riders;
-}
-
-/** The attribute IRIs a write created, updated and deleted (for subscription triggers). */
-export function changedAttributes(
-  before: Attrs,
-  after: Attrs,
-): { created: string[]; updated: string[]; deleted: string[] } {
-  const created: string[] = [];
-  const updated: string[] = [];
-  for (const [attr, list] of Object.entries(after)) {
-    const old = before[attr];
-    if (!old) created.push(attr);
-    else if (JSON.stringify(old) !== JSON.stringify(list)) updated.push(attr);
-  }
-  const deleted = Object.keys(before).filter((a) => !(a in after));
-  return { created, updated, deleted };
+  return { riders, changes };
 }

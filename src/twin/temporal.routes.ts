@@ -17,6 +17,7 @@ import {
   twinCall,
   withoutContext,
   type NgsiRuntime,
+  type RouteDoc,
 } from './ngsi.http.ts';
 import { temporalQueryFrom } from './temporal.model.ts';
 import {
@@ -30,8 +31,6 @@ import {
   upsertTemporal,
   type TemporalPage,
 } from './temporal.service.ts';
-
-type Doc = (summary: string, extra?: Record<string, unknown>) => Record<string, unknown>;
 
 const TEMPORAL_DESCRIPTION =
   'NGSI-LD temporal query parameters (id, idPattern, type, attrs, q, georel, geometry, coordinates, geoproperty, timerel, timeAt, endTimeAt, timeproperty, lastN, options=temporalValues|aggregatedValues|sysAttrs, aggrMethods, aggrPeriodDuration, limit, offset, after, count)';
@@ -101,7 +100,7 @@ function queryParamsFromBody(body: unknown, query: Record<string, unknown>): Rec
 }
 
 /** Registers the temporal API inside the NGSI-LD scope. */
-export function registerTemporalRoutes(scope: HttpServer, rt: NgsiRuntime, helpers: { doc: Doc }): void {
+export function registerTemporalRoutes(scope: HttpServer, rt: NgsiRuntime, helpers: { doc: RouteDoc }): void {
   const { doc } = helpers;
   const looseQuery = Type.Record(Type.String(), Type.Unknown(), { description: TEMPORAL_DESCRIPTION });
   const idParam = Type.Object({ entityId: Type.String({ maxLength: 2048 }) });

@@ -1,7 +1,7 @@
 /**
  * The twin's history (可追溯) and the NGSI-LD temporal API (ETSI GS CIM 009 v1.8 §5.6.11–16,
  * §5.7.3–4). Every entity write records the attribute instances it changed, in its own statement
- * (`entityHistoryRiders`); the temporal API reads them back — instances in a time range, the last
+ * (`entityHistory` in temporal.history.ts); the temporal API reads them back — instances in a time range, the last
  * N, simplified temporal values, aggregations per period — and writes history directly (temporal
  * entity create/append, instance changes, deletions). Reads and writes obey the same
  * jurisdiction rules as the entities: a temporal entity lies where its entity lies.
