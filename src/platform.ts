@@ -29,13 +29,17 @@ import {
   type PlatformModule,
 } from './kernel/index.ts';
 import { trustModule } from './trust/index.ts';
+import { opsModule } from './ops/index.ts';
 import { twinModule } from './twin/index.ts';
+import { workflowModule } from './workflow/index.ts';
 
 /** Modules in dependency order; later issues add workflow, iot, ops, services, data, sim. */
 export const MODULES: PlatformModule[] = [
   { name: 'kernel', migrationsDir: fileURLToPath(new URL('./kernel/db/migrations/', import.meta.url)) },
   trustModule,
+  workflowModule,
   twinModule,
+  opsModule,
 ];
 
 export function migrationSources(modules: PlatformModule[] = MODULES): MigrationSource[] {

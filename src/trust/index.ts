@@ -41,11 +41,15 @@ export {
 } from './authz.ts';
 export type { Actor, CallContext, Grant, Scoped } from './authz.ts';
 export { callContext, SECURED } from './context.ts';
+export { findOrg, listOrgs } from './identity.store.ts';
+export type { OrgRow } from './identity.store.ts';
 export {
   definePermissions,
   permissionCatalogue,
   P as TrustPermissions,
   TwinPermissions,
+  WorkflowPermissions,
+  OpsPermissions,
   SYSTEM_ROLES,
 } from './permissions.ts';
 export {
@@ -68,6 +72,7 @@ export type { InclusionProofDocument } from './audit.crypto.ts';
 export { DEMO_PASSWORD, syntheticCreditCode, syntheticResidentId, syncSystemRoles } from './identity.seed.ts';
 export { bootstrapAdmin } from './bootstrap.ts';
 export type { TrustRuntime } from './auth.service.ts';
+export { authenticate } from './auth.service.ts';
 
 /** The services' shared runtime: keys derived from the secret, the OIDC verifier, the limiter. */
 export function createTrustRuntime(config: Config, database: Database): TrustRuntime {

@@ -64,6 +64,32 @@ export const TwinPermissions = definePermissions({
 });
 const TW = TwinPermissions;
 
+/** The workflow engine's permissions (流程引擎): definitions and working calendars. */
+export const WorkflowPermissions = definePermissions({
+  'workflows.read': { zh: '查看流程定义', en: 'Read workflow definitions and calendars' },
+  'workflows.manage': {
+    zh: '发布流程定义与工作日历',
+    en: 'Publish workflow definitions and working calendars',
+  },
+});
+const WF = WorkflowPermissions;
+
+/**
+ * Unified city operations' permissions (一网统管), enforced by the ops module over the case's area.
+ * Who may take which step of a case is the workflow definition's roles; these say who may see
+ * cases, report them, see reporters' contact details, and maintain the routing matrix.
+ */
+export const OpsPermissions = definePermissions({
+  'cases.read': { zh: '查看案件', en: 'See cases' },
+  'cases.create': { zh: '登记案件', en: 'Register cases (hotline, inspectors, departments)' },
+  'cases.report': { zh: '上报案件（接口）', en: 'Report cases through an integration (Open311 key)' },
+  'cases.contact': { zh: '查看报告人联系方式', en: "See reporters' contact details (personal data)" },
+  'cases.supervise': { zh: '督办与统计', en: 'Supervision views and statistics' },
+  'routing.manage': { zh: '维护责任矩阵', en: 'Maintain the responsibility (routing) matrix' },
+  'webhooks.manage': { zh: '管理推送地址', en: "Manage an organisation's case webhooks" },
+});
+const OP = OpsPermissions;
+
 export interface RoleDefinition {
   code: string;
   zh: string;
@@ -80,7 +106,7 @@ export const SYSTEM_ROLES: readonly RoleDefinition[] = [
     code: 'platform-admin',
     zh: '平台管理员',
     en: 'Platform administrator',
-    permissions: [...Object.values(P), ...Object.values(TW)],
+    permissions: [...Object.values(P), ...Object.values(TW), ...Object.values(WF), ...Object.values(OP)],
   },
   {
     code: 'org-admin',
@@ -95,6 +121,8 @@ export const SYSTEM_ROLES: readonly RoleDefinition[] = [
       P['apikeys.manage'],
       TW['twin.entities.read'],
       TW['twin.entities.write'],
+      OP['cases.read'],
+      OP['webhooks.manage'],
     ],
   },
   {
@@ -107,19 +135,40 @@ export const SYSTEM_ROLES: readonly RoleDefinition[] = [
     code: 'ops-operator',
     zh: '城运中心值班员',
     en: 'Operations-centre operator',
-    permissions: [P['orgs.read'], P['users.read'], TW['twin.entities.read'], TW['twin.entities.write']],
+    permissions: [
+      P['orgs.read'],
+      P['users.read'],
+      TW['twin.entities.read'],
+      TW['twin.entities.write'],
+      WF['workflows.read'],
+      OP['cases.read'],
+      OP['cases.create'],
+      OP['cases.contact'],
+      OP['cases.supervise'],
+      OP['routing.manage'],
+      OP['webhooks.manage'],
+    ],
   },
   {
     code: 'department-staff',
     zh: '委办局工作人员',
     en: 'Department staff',
-    permissions: [P['orgs.read'], TW['twin.entities.read'], TW['twin.entities.write']],
+    permissions: [
+      P['orgs.read'],
+      TW['twin.entities.read'],
+      TW['twin.entities.write'],
+      WF['workflows.read'],
+      OP['cases.read'],
+      OP['cases.create'],
+      OP['cases.contact'],
+      OP['webhooks.manage'],
+    ],
   },
   {
     code: 'grid-inspector',
     zh: '网格员',
     en: 'Grid inspector',
-    permissions: [TW['twin.entities.read']],
+    permissions: [TW['twin.entities.read'], OP['cases.read'], OP['cases.create']],
   },
   { code: 'enterprise-user', zh: '企业用户', en: 'Enterprise user', permissions: [] },
   { code: 'citizen', zh: '市民', en: 'Citizen', permissions: [] },

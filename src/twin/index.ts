@@ -61,3 +61,5 @@ export const twinModule: PlatformModule = {
     };
   },
 };
+export { createNotifier, parseEndpoint } from './notify.transport.ts';
+export type { Notifier, Endpoint, SendOutcome } from './notify.transport.ts';

@@ -7,7 +7,8 @@
  * JSON config file (`PUJIANG_CONFIG` / `--config`, keys are the variable names), defaults.
  */
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 
 export type Mode = 'demo' | 'production';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -80,6 +81,14 @@ export interface Config {
   twinNotifyMaxAttempts: number;
   /** Notifications sent at once by one node. */
   twinNotifyConcurrency: number;
+  /** How often each node looks for SLA timers that fell due (ms). */
+  workflowTimerIntervalMs: number;
+  /** Directory of case photos and attachments, stored by content hash; a temporary one with a throw-away store. */
+  mediaDir: string;
+  /** Largest photo or attachment accepted (bytes). */
+  mediaMaxBytes: number;
+  /** Timeout of a case webhook delivery (ms). */
+  opsWebhookTimeoutMs: number;
   /** Where the config came from, for `pujiang config` and start-up logs. */
   configFile: string | undefined;
 }
@@ -285,6 +294,14 @@ export const KNOWN_VARIABLES: readonly string[] = [
   'TWIN_CONTEXT_TIMEOUT_MS',
   'TWIN_CONTEXT_MAX_BYTES',
   'TWIN_MAX_BATCH',
+  'TWIN_NOTIFY_PRIVATE',
+  'TWIN_NOTIFY_TIMEOUT_MS',
+  'TWIN_NOTIFY_MAX_ATTEMPTS',
+  'TWIN_NOTIFY_CONCURRENCY',
+  'WORKFLOW_TIMER_INTERVAL_MS',
+  'MEDIA_DIR',
+  'MEDIA_MAX_BYTES',
+  'OPS_WEBHOOK_TIMEOUT_MS',
 ];
 
 export interface LoadConfigOptions {
@@ -421,6 +438,14 @@ export function loadConfig(options: LoadConfigOptions): Config {
     twinNotifyTimeoutMs: int(r, 'TWIN_NOTIFY_TIMEOUT_MS', 5_000, 50, 120_000),
     twinNotifyMaxAttempts: int(r, 'TWIN_NOTIFY_MAX_ATTEMPTS', 8, 1, 100),
     twinNotifyConcurrency: int(r, 'TWIN_NOTIFY_CONCURRENCY', 32, 1, 1_000),
+    workflowTimerIntervalMs: int(r, 'WORKFLOW_TIMER_INTERVAL_MS', 5_000, 100, 3_600_000),
+    mediaDir: resolve(
+      cwd,
+      r.get('MEDIA_DIR') ??
+        (memory ? join(tmpdir(), `pujiang-media-${process.pid}`) : join(dataDir, 'media')),
+    ),
+    mediaMaxBytes: int(r, 'MEDIA_MAX_BYTES', 10 * 1024 * 1024, 1_024, 100 * 1024 * 1024),
+    opsWebhookTimeoutMs: int(r, 'OPS_WEBHOOK_TIMEOUT_MS', 5_000, 50, 120_000),
     configFile,
   };
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(config.natsStream))

@@ -22,6 +22,7 @@ const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
 const TABLE = /^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/;
 // Scalar types only: each column travels as one array parameter (unnest cannot split arrays of arrays).
 const TYPE = /^[a-z_][a-z0-9_ ]*$/;
+const CAST = /^[a-z_][a-z0-9_ ]*(\[\])?$/;
 
 /** Largest number of values one rider may carry (a bound on one statement's parameters, in memory). */
 const MAX_VALUES = 1_000_000;
@@ -35,15 +36,16 @@ const MAX_VALUES = 1_000_000;
  */
 export function insertRows(args: {
   table: string;
-  columns: readonly (readonly [name: string, type: string])[];
+  /** Name, the scalar type it travels as, and optionally the column's type to cast it to (e.g. text → uuid[]). */
+  columns: readonly (readonly [name: string, type: string, cast?: string])[];
   rows: readonly (readonly unknown[])[];
   onConflictDoNothing?: boolean;
 }): Rider['statement'] {
   const { table, columns, rows } = args;
   if (!TABLE.test(table)) throw new Error(`insertRows: invalid table "${table}"`);
   if (columns.length === 0) throw new Error('insertRows: no columns');
-  for (const [name, type] of columns)
-    if (!IDENTIFIER.test(name) || !TYPE.test(type))
+  for (const [name, type, cast] of columns)
+    if (!IDENTIFIER.test(name) || !TYPE.test(type) || (cast !== undefined && !CAST.test(cast)))
       throw new Error(`insertRows: invalid column "${name}" ${type}`);
   for (const [i, r] of rows.entries())
     if (r.length !== columns.length)
@@ -60,9 +62,12 @@ export function insertRows(args: {
     return sql`${values}::${sql.raw(type)}[]`;
   });
   const conflict = args.onConflictDoNothing ? sql` on conflict do nothing` : sql``;
+  const selected = columns.some(([, , cast]) => cast !== undefined)
+    ? sql.raw(columns.map(([name, , cast]) => (cast ? `${name}::${cast}` : name)).join(', '))
+    : sql`*`;
   return (when) =>
     sql`insert into ${sql.raw(table)} (${names})
-      select * from unnest(${sql.join(arrays)}) as v (${names}) where ${when}${conflict}`;
+      select ${selected} from unnest(${sql.join(arrays)}) as v (${names}) where ${when}${conflict}`;
 }
 
 /**

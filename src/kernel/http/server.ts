@@ -123,6 +123,9 @@ export async function createHttpServer(options: CreateHttpServerOptions): Promis
         { name: 'admin', description: 'Organisations, users, roles and API keys (统一账户管理)' },
         { name: 'audit', description: 'The verifiable audit trail (责任溯源)' },
         { name: 'twin', description: 'Digital-twin administration: NGSI-LD tenants (数字孪生)' },
+        { name: 'workflows', description: 'Workflow definitions and working calendars (流程引擎)' },
+        { name: 'cases', description: 'Cases, routing, supervision and notifications (一网统管)' },
+        { name: 'open311', description: 'Open311 GeoReport v2 for citizen reporting apps (JSON and XML)' },
         {
           name: 'ngsi-ld',
           description: 'The ETSI NGSI-LD API (GS CIM 009 v1.8); errors are NGSI-LD ProblemDetails',
