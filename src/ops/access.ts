@@ -12,6 +12,11 @@ const P = OpsPermissions;
 
 export type CaseSource = 'citizen' | 'hotline' | 'inspector' | 'sensor' | 'department' | 'assignment';
 
+/** The ids of the organisations the actor acts for (its grants'). */
+export function actorOrgIds(actor: Actor): string[] {
+  return [...new Set(actor.grants.flatMap((g) => (g.orgId ? [g.orgId] : [])))];
+}
+
 /** Throws unless the actor may register a case from `source` at `areaPath`. */
 export function authorizeCreate(actor: Actor, areaPath: string, source: CaseSource): void {
   if (actor.kind === 'anonymous')
@@ -34,8 +39,7 @@ export function canSeeCase(actor: Actor, row: CaseRow): boolean {
   if (can(actor, P['cases.read'], { areaPath: row.area_path })) return true;
   if (actor.userId !== null && (row.reporter_user_id === actor.userId || row.watchers.includes(actor.userId)))
     return true;
-  const orgs = new Set(actor.grants.flatMap((g) => (g.orgId ? [g.orgId] : [])));
-  if (actor.org) orgs.add(actor.org);
+  const orgs = new Set(actorOrgIds(actor));
   return (
     row.department_ids.some((d) => orgs.has(d)) ||
     (row.reported_by_org !== null && orgs.has(row.reported_by_org))

@@ -385,13 +385,11 @@ export function registerCaseRoutes(
       },
     },
     async (request, reply) =>
-      reply
-        .code(201)
-        .send(
-          await createWebhook(rt.database, await ctx(request), request.body, {
-            allowPrivate: options.webhookPrivate,
-          }),
-        ),
+      reply.code(201).send(
+        await createWebhook(rt.database, await ctx(request), request.body, {
+          allowPrivate: options.webhookPrivate,
+        }),
+      ),
   );
 
   app.get(

@@ -31,7 +31,14 @@ import {
   type TransitionPlan,
   type TransitionRequest,
 } from '../workflow/index.ts';
-import { authorizeCreate, authorizeSee, authorizeSupervise, canSeeContact, mask } from './access.ts';
+import {
+  actorOrgIds,
+  authorizeCreate,
+  authorizeSee,
+  authorizeSupervise,
+  canSeeContact,
+  mask,
+} from './access.ts';
 import { findCategory } from './categories.ts';
 import {
   CASE_EFFECTS,
@@ -43,7 +50,7 @@ import {
 } from './case.workflow.ts';
 import type { CaseCreate, CaseDetail, CaseQuery, CaseSummary, TransitionBody } from './case.schema.ts';
 import * as store from './case.store.ts';
-import { centreFor, loadDirectory, orgById } from './directory.ts';
+import { centreFor, loadDirectory, orgByCode, orgById } from './directory.ts';
 import { requireMedia, type StoredMedia } from './media.ts';
 import { routeCase } from './routing.service.ts';
 
@@ -284,7 +291,7 @@ function presentEntry(database: Database, h: HistoryEntry, media: StoredMedia[])
     from: h.from,
     to: h.to,
     actor: h.actor.name,
-    org: h.org === null ? null : (orgById(database, h.org)?.name ?? h.org),
+    org: h.org === null ? null : (orgByCode(database, h.org)?.name ?? h.org),
     at: h.at.toISOString(),
     comment: h.comment,
     attachments: h.attachments.map((a) => media.find((m) => m.sha256 === a.sha256) ?? a),
@@ -366,7 +373,8 @@ export async function createCase(
     key: CASE_WORKFLOW_KEY,
     subject: { type: 'case', id },
     areaPath,
-    reporterUserId: ctx.actor.kind === 'user' ? ctx.actor.userId : null,
+    // A citizen reports for themself; an operator taking a call or an inspector is not the reporter.
+    reporterUserId: input.source === 'citizen' && ctx.actor.kind === 'user' ? ctx.actor.userId : null,
     data: { level: 'street' },
     then: assignees
       ? [{ action: 'dispatch', assignees, comment: routeReason ?? undefined, details: { routedBy } }]
@@ -400,7 +408,7 @@ export async function createCase(
     reporterName: input.reporter?.name ?? null,
     reporterPhone: input.reporter?.phone ?? null,
     reporterEmail: input.reporter?.email ?? null,
-    reportedByOrg: ctx.actor.kind === 'api-key' ? ctx.actor.org : null,
+    reportedByOrg: ctx.actor.kind === 'api-key' ? (ctx.actor.grants[0]?.orgId ?? null) : null,
     open311Token: options.open311Token ?? null,
     createdBy: ctx.actor.name,
   };
@@ -535,12 +543,7 @@ export async function listCases(
 function visibleScope(ctx: CallContext) {
   const actor = ctx.actor;
   const byArea = jurisdictionFilter(actor, OpsPermissions['cases.read'], sql`c.area_path`);
-  const orgs = [
-    ...new Set([
-      ...actor.grants.flatMap((g) => (g.orgId ? [g.orgId] : [])),
-      ...(actor.org ? [actor.org] : []),
-    ]),
-  ];
+  const orgs = actorOrgIds(actor);
   const mine = actor.userId
     ? sql`(c.reporter_user_id = ${actor.userId} or c.watchers @> array[${actor.userId}]::uuid[])`
     : sql`false`;

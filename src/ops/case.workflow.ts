@@ -71,6 +71,12 @@ export const CASE_WORKFLOW: WorkflowDefinition = {
           roles: ['ops-operator'],
           commentRequired: true,
         },
+        merge: {
+          name: n('合并', 'Merge into another case'),
+          to: 'merged',
+          roles: ['ops-operator'],
+          commentRequired: true,
+        },
         escalate: {
           name: n('上报', 'Escalate'),
           roles: ['system', 'ops-operator'],

@@ -21,6 +21,7 @@ export interface OrgInfo {
 
 interface Directory {
   byId: Map<string, OrgInfo>;
+  byCode: Map<string, OrgInfo>;
   /** Operations centre of an area code at a level: `${level}|${areaCode}`. */
   centres: Map<string, OrgInfo>;
   loadedAt: number;
@@ -39,6 +40,7 @@ export async function loadDirectory(database: Database, options: { force?: boole
     sql<boolean>`true`,
   );
   const byId = new Map<string, OrgInfo>();
+  const byCode = new Map<string, OrgInfo>();
   const centres = new Map<string, OrgInfo>();
   for (const r of rows) {
     const info: OrgInfo = {
@@ -52,12 +54,13 @@ export async function loadDirectory(database: Database, options: { force?: boole
       categories: r.categories,
     };
     byId.set(r.id, info);
+    byCode.set(r.code, info);
     if (r.kind === 'operations-centre' && r.level) {
       const key = `${r.level}|${r.area_code}`;
       if (!centres.has(key)) centres.set(key, info);
     }
   }
-  directories.set(database, { byId, centres, loadedAt: Date.now() });
+  directories.set(database, { byId, byCode, centres, loadedAt: Date.now() });
 }
 
 function directory(database: Database): Directory {
@@ -68,6 +71,11 @@ function directory(database: Database): Directory {
 
 export function orgById(database: Database, id: string): OrgInfo | undefined {
   return directory(database).byId.get(id);
+}
+
+/** An organisation by its code (history entries name the actor's organisation by code). */
+export function orgByCode(database: Database, code: string): OrgInfo | undefined {
+  return directory(database).byCode.get(code);
 }
 
 /**

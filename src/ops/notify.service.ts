@@ -21,15 +21,11 @@ import {
 } from '../kernel/index.ts';
 import { authorize, OpsPermissions, recordAudit, requireSignedIn, type CallContext } from '../trust/index.ts';
 import { createNotifier, parseEndpoint } from '../twin/index.ts';
+import { actorOrgIds } from './access.ts';
 import * as store from './case.store.ts';
 import { loadDirectory, orgById } from './directory.ts';
 
-const actorOrgs = (ctx: CallContext) => [
-  ...new Set([
-    ...ctx.actor.grants.flatMap((g) => (g.orgId ? [g.orgId] : [])),
-    ...(ctx.actor.org ? [ctx.actor.org] : []),
-  ]),
-];
+const actorOrgs = (ctx: CallContext) => actorOrgIds(ctx.actor);
 
 /** The caller's feed, newest first. */
 export async function listNotifications(

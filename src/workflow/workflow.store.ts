@@ -227,7 +227,7 @@ interface HistoryDbRow {
   actor_id: string | null;
   actor_kind: string;
   actor_name: string;
-  org_id: string | null;
+  org: string | null;
   at: Date;
   comment: string | null;
   attachments: HistoryEntry['attachments'];
@@ -242,7 +242,7 @@ const toEntry = (r: HistoryDbRow): HistoryEntry => ({
   from: r.from_state,
   to: r.to_state,
   actor: { id: r.actor_id, kind: r.actor_kind, name: r.actor_name },
-  org: r.org_id,
+  org: r.org,
   at: r.at,
   comment: r.comment,
   attachments: r.attachments,
@@ -350,7 +350,7 @@ const HISTORY_COLUMNS = [
   ['actor_id', 'text'],
   ['actor_kind', 'text'],
   ['actor_name', 'text'],
-  ['org_id', 'text'],
+  ['org', 'text'],
   ['at', 'timestamptz'],
   ['comment', 'text'],
   ['attachments', 'jsonb'],

@@ -76,7 +76,8 @@ create table workflow.history (
   actor_id     text,
   actor_kind   text not null,
   actor_name   text not null,
-  org_id       text,
+  -- The code of the organisation the actor acted for.
+  org          text,
   at           timestamptz not null,
   comment      text,
   attachments  jsonb not null default '[]',
