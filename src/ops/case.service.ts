@@ -28,6 +28,7 @@ import {
   subtasksOf,
   transition,
   type HistoryEntry,
+  type LoadedInstance,
   type TransitionPlan,
   type TransitionRequest,
 } from '../workflow/index.ts';
@@ -227,15 +228,25 @@ function presentSummary(database: Database, row: store.CaseRow, now: Date): Case
   };
 }
 
-async function presentDetail(rt: OpsRuntime, ctx: CallContext, row: store.CaseRow): Promise<CaseDetail> {
+/**
+ * The case as its detail view. `fresh` carries what a just-written case already knows (its
+ * instance and history, no sub-tasks), so creating a case reads nothing back.
+ */
+async function presentDetail(
+  rt: OpsRuntime,
+  ctx: CallContext,
+  row: store.CaseRow,
+  fresh?: { instance: LoadedInstance; history: HistoryEntry[] },
+): Promise<CaseDetail> {
   const { database } = rt;
   const now = new Date();
-  const instance = await loadInstance(database.db, row.instance_id);
+  const instance = fresh?.instance ?? (await loadInstance(database.db, row.instance_id));
   if (!instance) throw new Error(`case ${row.id}: workflow instance ${row.instance_id} is missing`);
-  const { history, actions } = await describeInstance(database, ctx, instance);
+  const { history, actions } = await describeInstance(database, ctx, instance, fresh?.history);
   const unmasked = canSeeContact(ctx.actor, row);
   const hasContact = row.reporter_name !== null || row.reporter_phone !== null || row.reporter_email !== null;
-  if (unmasked && hasContact && ctx.actor.userId !== row.reporter_user_id)
+  // Reading back the contact one has just typed in is not a read of someone's personal data.
+  if (unmasked && hasContact && ctx.actor.userId !== row.reporter_user_id && !fresh)
     // Reading someone's personal data is recorded, with the declared purpose (X-Purpose).
     await database.transact((trx) =>
       recordAudit(trx, ctx, {
@@ -420,7 +431,7 @@ export async function createCase(
     since: new Date(now.getTime() - rt.duplicateHours * 3_600_000),
     limit: 5,
   });
-  await writeWith(database.db, store.insertCase(row, plan), [
+  const [written] = await writeWith(database.db, store.insertCase(row, plan), [
     ...startRiders(ctx, [plan]),
     auditRider(ctx, [
       {
@@ -439,10 +450,60 @@ export async function createCase(
     ]),
     ...notificationRiders(plan, id, { created: true, reporter: row.reporterUserId }),
   ]);
-  const created = await store.findCase(database.db, id);
-  if (!created) throw new Error(`case ${id} was not written`);
+  if (!written) throw new Error(`case ${id} was not written`);
+  const n = plan.next;
+  const created: store.CaseRow = {
+    id,
+    number: written.number,
+    instance_id: n.id,
+    source: row.source,
+    channel: row.channel,
+    category: row.category,
+    description: row.description,
+    address: row.address,
+    lon: row.lon,
+    lat: row.lat,
+    area_code: row.areaCode,
+    area_path: row.areaPath,
+    district_code: row.districtCode,
+    street_code: row.streetCode,
+    level: 'street',
+    centres,
+    status: n.state,
+    open: n.endedAt === null,
+    department_ids: n.assignees,
+    routed_by: routedBy,
+    route_reason: routeReason,
+    entity_ids: row.entityIds,
+    photos,
+    media_urls: row.mediaUrls,
+    attributes: row.attributes,
+    reporter_user_id: row.reporterUserId,
+    reporter_name: row.reporterName,
+    reporter_phone: row.reporterPhone,
+    reporter_email: row.reporterEmail,
+    reported_by_org: row.reportedByOrg,
+    watchers: [],
+    merged_into: null,
+    state_due_at: n.stateDueAt,
+    state_near_due_at: n.stateNearDueAt,
+    due_at: n.dueAt,
+    breached_at: null,
+    escalations: 0,
+    rating: null,
+    rating_comment: null,
+    version: n.version,
+    open311_token: row.open311Token,
+    created_by: row.createdBy,
+    created_at: n.startedAt,
+    updated_at: n.startedAt,
+    closed_at: null,
+  };
   return {
-    case: await presentDetail(rt, ctx, created),
+    case: await presentDetail(rt, ctx, created, {
+      instance: { ...n, branches: n.assignees.map((orgId) => ({ orgId, openedAt: n.stateEnteredAt, completedAt: null, completedBy: null })), openSubtasks: 0 },
+      history: plan.entries,
+    }),
     duplicates: duplicates.map((d) => ({
       id: d.id,
       number: String(d.number),
@@ -503,7 +564,8 @@ export async function listCases(
   const { database } = rt;
   requireSignedIn(ctx.actor);
   await loadDirectory(database);
-  const areaPath = q.area === undefined ? undefined : (await getArea(database, q.area)).path.join('/');
+  const area = q.area === undefined ? undefined : await getArea(database, q.area);
+  const areaPath = area?.path.join('/');
   const now = new Date();
   const byDue = q.order === 'due';
   const cursor = q.after === undefined ? undefined : decodeCursor(q.after);
@@ -513,6 +575,9 @@ export async function listCases(
       status: list(q.status),
       category: list(q.category),
       areaPath,
+      // A district or street is also a column, so its open cases come by deadline from an index.
+      districtCode: area?.level === 'district' ? area.code : undefined,
+      streetCode: area?.level === 'street' ? area.code : undefined,
       department: q.department,
       level: q.level,
       source: q.source,

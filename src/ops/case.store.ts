@@ -174,6 +174,7 @@ export interface CaseFilter {
   /** An area path: cases at it or below. */
   areaPath?: string | undefined;
   districtCode?: string | undefined;
+  streetCode?: string | undefined;
   department?: string | undefined;
   level?: string | undefined;
   source?: string | undefined;
@@ -199,6 +200,7 @@ function conditions(f: CaseFilter, scope: RawBuilder<boolean>): RawBuilder<unkno
   if (f.category) where.push(sql`c.category = any(${f.category}::text[])`);
   if (f.areaPath) where.push(sql`(c.area_path = ${f.areaPath} or c.area_path like ${`${f.areaPath}/%`})`);
   if (f.districtCode) where.push(sql`c.district_code = ${f.districtCode}`);
+  if (f.streetCode) where.push(sql`c.street_code = ${f.streetCode}`);
   if (f.department) where.push(sql`c.department_ids @> array[${f.department}]::uuid[]`);
   if (f.level) where.push(sql`c.level = ${f.level}`);
   if (f.source) where.push(sql`c.source = ${f.source}`);

@@ -563,9 +563,11 @@ export async function describeInstance(
   database: Database,
   ctx: CallContext,
   instance: LoadedInstance,
+  /** The history when the caller has it already (e.g. the instance was just planned). */
+  known?: HistoryEntry[],
 ): Promise<{ history: HistoryEntry[]; actions: AvailableAction[] }> {
   const { definition } = await getDefinition(database, instance.definitionKey, instance.definitionVersion);
-  const history = await store.historyOf(database.db, instance.id);
+  const history = known ?? (await store.historyOf(database.db, instance.id));
   const actions = availableActions({
     definition,
     instance,

@@ -275,11 +275,10 @@ for (const engine of engines()) {
         parentId?: string;
         assignees?: string[];
         now?: Date;
-        by?: Actor;
         then?: TransitionRequest[];
       } = {},
     ): Promise<string> => {
-      const ctx = ctxOf(extra.by ?? operator);
+      const ctx = ctxOf(operator);
       const plan = await planInstance(db, ctx, {
         key,
         subject: { type: 'test', id: randomUUID() },

@@ -60,8 +60,8 @@ create table ops.cases (
 );
 create index cases_created_idx on ops.cases (created_at desc, id desc);
 create index cases_path_idx on ops.cases (area_path text_pattern_ops);
-create index cases_district_due_idx on ops.cases (district_code, state_due_at) where open;
-create index cases_street_due_idx on ops.cases (street_code, state_due_at) where open;
+create index cases_district_due_idx on ops.cases (district_code, state_due_at, id) where open;
+create index cases_street_due_idx on ops.cases (street_code, state_due_at, id) where open;
 create index cases_geom_idx on ops.cases using gist (geom) where open;
 create index cases_departments_idx on ops.cases using gin (department_ids);
 create index cases_status_idx on ops.cases (status, created_at desc);
