@@ -795,7 +795,7 @@ for (const engine of engines()) {
         definition: Obj;
       }>();
       const denied = await call('baoshan-ops', 'PUT', '/api/v1/workflows/ops.case', def.definition);
-      assert.equal(denied.statusCode, 404);
+      assert.equal(denied.statusCode, 403, 'they can read it, so the refusal is 403');
       const same = await call('admin', 'PUT', '/api/v1/workflows/ops.case', def.definition);
       assert.equal(same.statusCode, 200);
       assert.equal(same.json<{ version: number }>().version, def.version);

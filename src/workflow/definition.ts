@@ -121,7 +121,7 @@ export function definitionProblems(def: WorkflowDefinition, env: DefinitionEnvir
   const known = (s: string | undefined) => s !== undefined && Object.hasOwn(states, s);
   const calendar = (where: string, code: string | undefined) => {
     if (code !== undefined && !env.calendars.has(code))
-      problems.push(`${where}.calendar: unknown working calendar "${code}"`);
+      problems.push(`${where ? `${where}.` : ''}calendar: unknown working calendar "${code}"`);
   };
   const duration = (where: string, iso: string) => {
     const p = env.checkDuration(iso);

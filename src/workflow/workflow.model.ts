@@ -349,7 +349,12 @@ function enter(
   next.stateNearDueAt = null;
   next.breachedAt = null;
   plan.disarmStateTimers = true;
-  if (state.parallel) plan.openBranches = [...next.assignees];
+  if (state.parallel) {
+    // A parallel state with nobody to work it could never join.
+    if (next.assignees.length === 0)
+      throw new AppError(Errors.unprocessable, { detail: `State "${target}" needs at least one assignee` });
+    plan.openBranches = [...next.assignees];
+  }
   armState(plan, def, state, clock, now);
   if (def.sla?.until === target) {
     plan.disarmAllTimers = true;
@@ -468,5 +473,6 @@ export function chainPlans(first: TransitionPlan, second: TransitionPlan): Trans
     disarmAllTimers: first.disarmAllTimers || second.disarmAllTimers,
     armTimers: [...keepFirstTimers, ...second.armTimers],
     effects: [...first.effects, ...second.effects],
+    effectRiders: [...(first.effectRiders ?? []), ...(second.effectRiders ?? [])],
   };
 }

@@ -175,6 +175,7 @@ export function registerWorkflowRoutes(app: HttpServer, rt: TrustRuntime): void 
     },
     async (request, reply) => {
       const ctx = await callContext(rt, request);
+      requireSignedIn(ctx.actor);
       const body = request.body;
       const key = (body as { key?: unknown } | null)?.key;
       const input =

@@ -21,14 +21,15 @@ import {
 } from '../kernel/index.ts';
 import {
   auditRider,
-  authorize,
+  can,
   recordAudit,
+  requireSignedIn,
   SYSTEM,
   systemContext,
+  WorkflowPermissions,
   type Actor,
   type CallContext,
 } from '../trust/index.ts';
-import { WorkflowPermissions } from '../trust/index.ts';
 import {
   addWorkingTime,
   checkCalendar,
@@ -207,6 +208,13 @@ export async function checkDefinition(
   return problems.length > 0 ? { problems } : { problems, definition: def };
 }
 
+/** Definitions and calendars are visible to every signed-in caller: publishing without the permission is 403. */
+function authorizeManage(ctx: CallContext): void {
+  requireSignedIn(ctx.actor);
+  if (!can(ctx.actor, WorkflowPermissions['workflows.manage'], { areaPath: null }))
+    throw new AppError(Errors.forbidden, { detail: 'Publishing needs the permission workflows.manage' });
+}
+
 /** Stable JSON (sorted keys) so equal definitions have equal digests. */
 function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
@@ -228,12 +236,7 @@ export async function publishDefinition(
   input: unknown,
   options: { roles: ReadonlySet<string> },
 ): Promise<{ key: string; version: number; created: boolean }> {
-  authorize(
-    ctx.actor,
-    WorkflowPermissions['workflows.manage'],
-    { areaPath: null },
-    { what: 'workflow definition' },
-  );
+  authorizeManage(ctx);
   const { problems, definition } = await checkDefinition(database, input, options);
   if (!definition)
     throw new AppError(WorkflowErrors['workflow-invalid-definition'], {
@@ -282,7 +285,7 @@ export async function publishCalendar(
   ctx: CallContext,
   input: unknown,
 ): Promise<{ code: string; version: number }> {
-  authorize(ctx.actor, WorkflowPermissions['workflows.manage'], { areaPath: null }, { what: 'calendar' });
+  authorizeManage(ctx);
   const checked = checkCalendar(input);
   if (!checked.ok)
     throw new AppError(WorkflowErrors['workflow-invalid-calendar'], {
@@ -552,8 +555,10 @@ async function writePlan(
     ]);
     return rows.length > 0;
   } catch (e) {
-    // Two requests with one request id racing: the history's unique index refuses the second.
-    if ((e as { code?: string }).code === '23505') return false;
+    // Two requests with one request id racing: the history's unique index refuses the second;
+    // a deadlock victim (40P01) lost a race too. Either way the caller re-reads and decides again.
+    const code = (e as { code?: string }).code;
+    if (code === '23505' || code === '40P01') return false;
     throw e;
   }
 }
@@ -594,9 +599,13 @@ export async function fireTimer(
   now: Date,
 ): Promise<'fired' | 'stale' | 'skipped'> {
   return database.transact(async (trx) => {
+    // Lock the instance before the timer: a transition updates the instance and then deletes its
+    // timers, so taking them in the other order could deadlock with it.
+    const instanceId = await store.timerInstance(trx, timerId);
+    if (instanceId === undefined) return 'skipped';
+    const instance = await store.loadInstance(trx, instanceId, { lock: true });
     const timer = await store.lockTimer(trx, timerId);
     if (!timer) return 'skipped';
-    const instance = await store.loadInstance(trx, timer.instanceId, { lock: true });
     if (
       !instance ||
       instance.endedAt !== null ||
@@ -681,13 +690,24 @@ function stripLoaded(i: LoadedInstance): LoadedInstance {
 export async function sweepTimers(
   database: Database,
   options: { now?: Date; batch?: number; maxBatches?: number } = {},
-): Promise<{ fired: number; stale: number; skipped: number }> {
-  const counts = { fired: 0, stale: 0, skipped: 0 };
+): Promise<{ fired: number; stale: number; skipped: number; failed: number; errors: string[] }> {
+  const counts = { fired: 0, stale: 0, skipped: 0, failed: 0, errors: [] as string[] };
   const batch = options.batch ?? 200;
   for (let b = 0; b < (options.maxBatches ?? 50); b++) {
     const now = options.now ?? new Date();
     const ids = await store.dueTimers(database.db, now, batch);
-    for (const id of ids) counts[await fireTimer(database, id, now)]++;
+    for (const id of ids) {
+      try {
+        counts[await fireTimer(database, id, now)]++;
+      } catch (e) {
+        // One broken timer (an effect that throws) must not hold back the ones due after it: it
+        // is counted, its error kept on the row, and it is tried again on later sweeps (10 times).
+        counts.failed++;
+        const message = e instanceof Error ? e.message : String(e);
+        if (counts.errors.length < 10) counts.errors.push(message);
+        await store.recordTimerFailure(database.db, id, message);
+      }
+    }
     if (ids.length < batch) break;
   }
   return counts;
@@ -714,7 +734,10 @@ export function startTimerSweeper(args: {
       .then((c) => {
         if (c.fired) fired.inc({ outcome: 'fired' }, c.fired);
         if (c.stale) fired.inc({ outcome: 'stale' }, c.stale);
-        if (c.fired > 0) logger.info(c, 'SLA timers fired');
+        if (c.failed) fired.inc({ outcome: 'failed' }, c.failed);
+        if (c.failed > 0)
+          logger.error({ failed: c.failed, errors: c.errors }, 'SLA timers failed; retried on later sweeps');
+        if (c.fired > 0) logger.info({ fired: c.fired, stale: c.stale }, 'SLA timers fired');
       })
       .catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'SLA timer sweep failed; retrying'))
       .finally(() => {

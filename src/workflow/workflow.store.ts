@@ -459,8 +459,25 @@ export interface TimerRow {
 /** Timers due at `now`, oldest first (unlocked: each is claimed by `lockTimer` in its own transaction). */
 export async function dueTimers(db: Db, now: Date, limit: number): Promise<string[]> {
   const { rows } = await sql<{ id: string }>`select id from workflow.timers
-    where fired_at is null and due_at <= ${now} order by due_at limit ${limit}`.execute(db);
+    where fired_at is null and due_at <= ${now} and attempts < ${MAX_TIMER_ATTEMPTS}
+    order by due_at limit ${limit}`.execute(db);
   return rows.map((r) => r.id);
+}
+
+/** Firings of a timer that failed before it is left for an operator to look at. */
+export const MAX_TIMER_ATTEMPTS = 10;
+
+/** The instance of an unfired timer (read without locking it; see fireTimer for the lock order). */
+export async function timerInstance(db: Db, id: string): Promise<string | undefined> {
+  const { rows } = await sql<{ instance_id: string }>`select instance_id from workflow.timers
+    where id = ${id} and fired_at is null`.execute(db);
+  return rows[0]?.instance_id;
+}
+
+/** Counts a failed firing and keeps its error on the row. */
+export async function recordTimerFailure(db: Db, id: string, error: string): Promise<void> {
+  await sql`update workflow.timers set attempts = attempts + 1, last_error = ${error.slice(0, 500)}
+    where id = ${id}`.execute(db);
 }
 
 /** Locks an unfired timer for the calling transaction, or undefined when another replica has it or it fired. */

@@ -36,6 +36,12 @@ import {
 } from './index.ts';
 import * as store from './workflow.store.ts';
 
+/** The counts of a sweep, without its error samples. */
+async function sweep(database: Database, options: Parameters<typeof sweepTimers>[1]) {
+  const { fired, stale, skipped } = await sweepTimers(database, options);
+  return { fired, stale, skipped };
+}
+
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 /** The background sweeper must not fire the timers these tests sweep themselves. */
@@ -512,15 +518,15 @@ for (const engine of engines()) {
         problem(await api('GET', '/api/v1/workflows/test.other', undefined, 'admin'), 404, 'not-found');
       });
 
-      it('lets only workflows.manage publish: 401 anonymous, 404 for an operator who may read it', async () => {
+      it('lets only workflows.manage publish: 401 anonymous, 403 for an operator who may read it', async () => {
         problem(await api('PUT', '/api/v1/workflows/test.http', HTTP_V1), 401, 'unauthorized');
-        // authorize() without `visibleWith` answers 404 even though baoshan-ops can GET the definition.
+        // baoshan-ops can read definitions, so the refusal says why rather than hiding anything.
         const b = problem(
           await api('PUT', '/api/v1/workflows/test.http', HTTP_V1, 'baoshan-ops'),
-          404,
-          'not-found',
+          403,
+          'forbidden',
         );
-        assert.equal(b.detail, 'No such workflow definition');
+        assert.equal(b.detail, 'Publishing needs the permission workflows.manage');
         const ok = await api('GET', '/api/v1/workflows/test.http', undefined, 'baoshan-ops');
         assert.equal(ok.statusCode, 200);
         const versions = await api('GET', '/api/v1/workflows/test.http/versions', undefined, 'admin');
@@ -580,8 +586,8 @@ for (const engine of engines()) {
         problem(await api('PUT', '/api/v1/workflows/calendars/test-shift', calendar), 401, 'unauthorized');
         problem(
           await api('PUT', '/api/v1/workflows/calendars/test-shift', calendar, 'baoshan-ops'),
-          404,
-          'not-found',
+          403,
+          'forbidden',
         );
 
         const usesShift = definition('test.shift', 'a', {
@@ -988,14 +994,14 @@ for (const engine of engines()) {
           { stateSeq: 1, kind: 'state-sla', dueAt: '2031-03-03T02:00:00.000Z', firedAt: null },
         ]);
 
-        assert.deepEqual(await sweepTimers(db, { now: plus(t0, 59 * MINUTE) }), {
+        assert.deepEqual(await sweep(db, { now: plus(t0, 59 * MINUTE) }), {
           fired: 0,
           stale: 0,
           skipped: 0,
         });
         const now = plus(t0, 2 * HOUR);
         assert.equal(await dueCount(now), 1);
-        assert.deepEqual(await sweepTimers(db, { now }), { fired: 1, stale: 0, skipped: 0 });
+        assert.deepEqual(await sweep(db, { now }), { fired: 1, stale: 0, skipped: 0 });
 
         const h = await history(id);
         assert.deepEqual(
@@ -1016,7 +1022,7 @@ for (const engine of engines()) {
           { stateSeq: 1, kind: 'state-sla', dueAt: '2031-03-03T02:00:00.000Z', firedAt: now.toISOString() },
         ]);
 
-        assert.deepEqual(await sweepTimers(db, { now: plus(t0, 3 * HOUR) }), {
+        assert.deepEqual(await sweep(db, { now: plus(t0, 3 * HOUR) }), {
           fired: 0,
           stale: 0,
           skipped: 0,
@@ -1055,7 +1061,7 @@ for (const engine of engines()) {
         assert.deepEqual(await timersOf(id), [
           { stateSeq: 3, kind: 'state-sla', dueAt: '2033-07-07T01:20:00.000Z', firedAt: null },
         ]);
-        assert.deepEqual(await sweepTimers(db, { now: plus(t2, 70 * MINUTE) }), {
+        assert.deepEqual(await sweep(db, { now: plus(t2, 70 * MINUTE) }), {
           fired: 0,
           stale: 0,
           skipped: 0,
@@ -1074,7 +1080,7 @@ for (const engine of engines()) {
         assert.deepEqual(await actions(id), ['start', 'park', 'resume']);
 
         // The current visit's timer still fires.
-        assert.deepEqual(await sweepTimers(db, { now: plus(t2, 90 * MINUTE) }), {
+        assert.deepEqual(await sweep(db, { now: plus(t2, 90 * MINUTE) }), {
           fired: 1,
           stale: 0,
           skipped: 0,
@@ -1100,8 +1106,8 @@ for (const engine of engines()) {
         p = await startTestPlatform(t, { env: PLATFORM_ENV });
         const now = plus(t3, 2 * HOUR);
         assert.equal(await dueCount(now), 1);
-        assert.deepEqual(await sweepTimers(db, { now }), { fired: 1, stale: 0, skipped: 0 });
-        assert.deepEqual(await sweepTimers(db, { now }), { fired: 0, stale: 0, skipped: 0 });
+        assert.deepEqual(await sweep(db, { now }), { fired: 1, stale: 0, skipped: 0 });
+        assert.deepEqual(await sweep(db, { now }), { fired: 0, stale: 0, skipped: 0 });
         assert.deepEqual(await actions(id), ['start', 'sla-breach', 'flag']);
         const res = await p.http.inject({
           method: 'GET',
@@ -1130,12 +1136,12 @@ for (const engine of engines()) {
           },
         ]);
         // Over the weekend nothing is due; Monday at 16:00 it is.
-        assert.deepEqual(await sweepTimers(db, { now: at('2026-11-23T15:59:00+08:00') }), {
+        assert.deepEqual(await sweep(db, { now: at('2026-11-23T15:59:00+08:00') }), {
           fired: 0,
           stale: 0,
           skipped: 0,
         });
-        assert.deepEqual(await sweepTimers(db, { now: at('2026-11-23T16:00:00+08:00') }), {
+        assert.deepEqual(await sweep(db, { now: at('2026-11-23T16:00:00+08:00') }), {
           fired: 1,
           stale: 0,
           skipped: 0,
@@ -1148,10 +1154,6 @@ for (const engine of engines()) {
         'lets a transition and a sweeper firing the same instance both finish (no deadlock)',
         {
           skip: engine.name !== 'postgres' && 'needs concurrent connections',
-          todo:
-            'engine bug: fireTimer locks the timer row, then the instance (FOR UPDATE); a transition ' +
-            "updates the instance, then deletes the state's timers in the same statement: opposite " +
-            'lock order, so they deadlock and the transition fails with 40P01 (HTTP 500)',
         },
         async () => {
           const t4 = at('2035-01-01T00:00:00Z');
@@ -1215,71 +1217,60 @@ for (const engine of engines()) {
         await act(operator, id, { action: 'close' });
       });
 
-      it(
-        "writes the riders of an effect of a first action taken at start ('then')",
-        {
-          todo:
-            'engine bug: chainPlans (workflow.model.ts) does not carry effectRiders, so planInstance ' +
-            "drops the riders of the 'then' actions' effects (their data survives)",
-        },
-        async () => {
-          const id = await start(EFFECTS.key, { then: [{ action: 'escalate' }] });
-          try {
-            assert.deepEqual(await actions(id), ['start', 'escalate']);
-            assert.deepEqual((await load(id)).data, { recorded: 1 });
-            assert.deepEqual(await recorded(id), ['op']);
-          } finally {
-            await act(operator, id, { action: 'close' });
-          }
-        },
-      );
+      it("writes the riders of an effect of a first action taken at start ('then')", {}, async () => {
+        const id = await start(EFFECTS.key, { then: [{ action: 'escalate' }] });
+        try {
+          assert.deepEqual(await actions(id), ['start', 'escalate']);
+          assert.deepEqual((await load(id)).data, { recorded: 1 });
+          assert.deepEqual(await recorded(id), ['op']);
+        } finally {
+          await act(operator, id, { action: 'close' });
+        }
+      });
 
-      it(
-        "writes the riders of the onBreach action's effects when a timer fires",
-        {
-          todo:
-            'engine bug: fireTimer chains the breach and the onBreach step with chainPlans, which drops ' +
-            "step.effectRiders, so the effect's writes are lost (its data survives)",
-        },
-        async () => {
-          const t6 = at('2035-06-06T00:00:00Z');
-          const id = await start(EFFECTS.key, { now: t6 });
-          try {
-            const now = plus(t6, 2 * HOUR);
-            assert.equal(await dueCount(now), 1);
-            assert.deepEqual(await sweepTimers(db, { now }), { fired: 1, stale: 0, skipped: 0 });
-            assert.deepEqual(await actions(id), ['start', 'sla-breach', 'escalate']);
-            assert.deepEqual((await load(id)).data, { recorded: 1 });
-            assert.deepEqual(await recorded(id), ['system']);
-          } finally {
-            await act(operator, id, { action: 'close' }, plus(t6, 3 * HOUR));
-          }
-        },
-      );
+      it("writes the riders of the onBreach action's effects when a timer fires", {}, async () => {
+        const t6 = at('2035-06-06T00:00:00Z');
+        const id = await start(EFFECTS.key, { now: t6 });
+        try {
+          const now = plus(t6, 2 * HOUR);
+          assert.equal(await dueCount(now), 1);
+          assert.deepEqual(await sweep(db, { now }), { fired: 1, stale: 0, skipped: 0 });
+          assert.deepEqual(await actions(id), ['start', 'sla-breach', 'escalate']);
+          assert.deepEqual((await load(id)).data, { recorded: 1 });
+          assert.deepEqual(await recorded(id), ['system']);
+        } finally {
+          await act(operator, id, { action: 'close' }, plus(t6, 3 * HOUR));
+        }
+      });
 
-      it(
-        'keeps firing other due timers when one of them fails',
-        {
-          todo:
-            'engine bug: sweepTimers stops at the first fireTimer that throws; the failing timer stays ' +
-            'first in due order, so every later sweep fails on it again and no timer due after it ever fires',
-        },
-        async () => {
-          const t7 = at('2036-01-01T00:00:00Z');
-          const poison = await start(POISON.key, { now: t7 });
-          const good = await start(SLA.key, { now: plus(t7, MINUTE) });
-          try {
-            const now = plus(t7, 2 * HOUR);
-            assert.equal(await dueCount(now), 2);
-            await sweepTimers(db, { now }).catch(() => undefined);
-            await sweepTimers(db, { now }).catch(() => undefined);
-            assert.deepEqual(await actions(good), ['start', 'sla-breach', 'flag']);
-          } finally {
-            await act(operator, poison, { action: 'close' }, plus(t7, 3 * HOUR));
-            await act(operator, good, { action: 'close' }, plus(t7, 3 * HOUR));
-          }
-        },
-      );
+      it('keeps firing other due timers when one of them fails', async () => {
+        const t7 = at('2036-01-01T00:00:00Z');
+        const poison = await start(POISON.key, { now: t7 });
+        const good = await start(SLA.key, { now: plus(t7, MINUTE) });
+        try {
+          const now = plus(t7, 2 * HOUR);
+          assert.equal(await dueCount(now), 2);
+          const first = await sweepTimers(db, { now });
+          assert.equal(first.failed, 1, 'the poisoned timer is counted');
+          assert.equal(first.fired, 1, 'and the good one after it still fires');
+          assert.equal(first.errors.length, 1);
+          const second = await sweepTimers(db, { now });
+          assert.equal(second.fired, 0);
+          assert.equal(second.failed, 1, 'retried on the next sweep');
+          const { rows } = await sql<{
+            attempts: number;
+            last_error: string | null;
+          }>`select attempts, last_error
+            from workflow.timers t join workflow.instances i on i.id = t.instance_id
+            where i.id = ${poison} and t.fired_at is null`.execute(db.db);
+          assert.equal(rows[0]?.attempts, 2);
+          assert.ok(rows[0]?.last_error);
+          assert.deepEqual(await actions(good), ['start', 'sla-breach', 'flag']);
+        } finally {
+          await act(operator, poison, { action: 'close' }, plus(t7, 3 * HOUR));
+          await act(operator, good, { action: 'close' }, plus(t7, 3 * HOUR));
+        }
+      });
     });
   });
 }

@@ -98,7 +98,10 @@ create table workflow.timers (
   state_seq   integer not null,
   kind        text not null check (kind in ('state-sla', 'overall-sla')),
   due_at      timestamptz not null,
-  fired_at    timestamptz
+  fired_at    timestamptz,
+  -- Failed firings (an effect that threw) and the last error: retried on later sweeps, 10 times.
+  attempts    integer not null default 0,
+  last_error  text
 );
 create index timers_due_idx on workflow.timers (due_at) where fired_at is null;
 create index timers_instance_idx on workflow.timers (instance_id) where fired_at is null;
