@@ -46,7 +46,14 @@ const only = new Set((process.env['CASES_ONLY'] ?? 'create,transition,overdue,sw
 const SECONDS = knob('CASES_SECONDS', 10);
 const WARMUP = knob('CASES_WARMUP', 2);
 const LIST_REQUESTS = knob('CASES_LIST_REQUESTS', 200);
-const CATEGORIES = ['event:0201', 'event:0505', 'event:0102', 'component:0101', 'component:0205', 'event:0302'];
+const CATEGORIES = [
+  'event:0201',
+  'event:0505',
+  'event:0102',
+  'component:0101',
+  'component:0205',
+  'event:0302',
+];
 
 interface Row {
   engine: string;
@@ -71,7 +78,9 @@ async function contextOf(p: Platform, username: string): Promise<CallContext> {
     payload: { username, password: DEMO_PASSWORD },
   });
   const token = res.json<{ accessToken: string }>().accessToken;
-  const actor = await authenticate(createTrustRuntime(p.config, p.database), { authorization: `Bearer ${token}` });
+  const actor = await authenticate(createTrustRuntime(p.config, p.database), {
+    authorization: `Bearer ${token}`,
+  });
   return { actor, requestId: null, purpose: null };
 }
 
@@ -92,12 +101,23 @@ async function run(engine: BenchEngine): Promise<void> {
   });
   console.log(`  starting the platform (demo city) on ${engine.label} …`);
   const p = await startPlatform({ config, logger: silentLogger(), database, listen: false });
-  const rt: OpsRuntime = { database, mediaDir: config.mediaDir, mediaMaxBytes: config.mediaMaxBytes, duplicateMetres: 50, duplicateHours: 24 };
+  const rt: OpsRuntime = {
+    database,
+    mediaDir: config.mediaDir,
+    mediaMaxBytes: config.mediaMaxBytes,
+    duplicateMetres: 50,
+    duplicateHours: 24,
+  };
   try {
     const hotline = await contextOf(p, 'city-ops');
     const baoshan = await contextOf(p, 'baoshan-ops');
-    const { rows: grids } = await sql<{ lon: number; lat: number }>`select st_x(st_pointonsurface(geom)) as lon,
-        st_y(st_pointonsurface(geom)) as lat from trust.areas where level = 'grid' order by code`.execute(database.db);
+    const { rows: grids } = await sql<{
+      lon: number;
+      lat: number;
+    }>`select st_x(st_pointonsurface(geom)) as lon,
+        st_y(st_pointonsurface(geom)) as lat from trust.areas where level = 'grid' order by code`.execute(
+      database.db,
+    );
     console.log(`  ${fmt(grids.length)} unit grids as report locations`);
     const point = (i: number) => grids[(i * 7919) % grids.length] ?? { lon: 121.47, lat: 31.23 };
     const window = { warmupMs: WARMUP * 1000, durationMs: SECONDS * 1000 };
@@ -152,12 +172,17 @@ async function run(engine: BenchEngine): Promise<void> {
     if (only.has('transition')) {
       // Each client takes its own slice of the cases just created: no two clients race on one.
       const perClient = Math.floor(created.length / clients);
-      const { rows: inst } = await sql<{ id: string; instance_id: string }>`select id, instance_id from ops.cases
+      const { rows: inst } = await sql<{
+        id: string;
+        instance_id: string;
+      }>`select id, instance_id from ops.cases
         where id = any(${created}::uuid[])`.execute(database.db);
       const instanceOf = new Map(inst.map((r) => [r.id, r.instance_id]));
       const state = new Map<string, 'handling' | 'suspended'>();
       let next = 0;
-      const slices = Array.from({ length: clients }, (_, c) => created.slice(c * perClient, (c + 1) * perClient));
+      const slices = Array.from({ length: clients }, (_, c) =>
+        created.slice(c * perClient, (c + 1) * perClient),
+      );
       const cursor = new Array<number>(clients).fill(0);
       const nextCase = () => {
         const c = next++ % clients;
@@ -175,14 +200,26 @@ async function run(engine: BenchEngine): Promise<void> {
         return 200;
       };
       // One case per client at a time: the closed loop's `seq` is shared, so pin a case per worker.
-      const engineRun = await closedLoop({ label: 'transition', concurrency: clients, ...window, op: () => flip(nextCase(), 'engine') });
-      const apiRun = await closedLoop({ label: 'transition (API)', concurrency: clients, ...window, op: () => flip(nextCase(), 'api') });
+      const engineRun = await closedLoop({
+        label: 'transition',
+        concurrency: clients,
+        ...window,
+        op: () => flip(nextCase(), 'engine'),
+      });
+      const apiRun = await closedLoop({
+        label: 'transition (API)',
+        concurrency: clients,
+        ...window,
+        op: () => flip(nextCase(), 'api'),
+      });
       const rawRun = await closedLoop({
         label: 'transition (raw)',
         concurrency: clients,
         ...window,
         op: async () => {
-          await database.raw(`update ops.cases set version = version + 1, updated_at = now() where id = $1`, [nextCase()]);
+          await database.raw(`update ops.cases set version = version + 1, updated_at = now() where id = $1`, [
+            nextCase(),
+          ]);
           return 200;
         },
       });
@@ -208,10 +245,11 @@ async function run(engine: BenchEngine): Promise<void> {
     }
 
     if (only.has('overdue') || only.has('sweep')) {
-      const bulk = engine.pooled ? knob('CASES_BULK', 1_000_000) : knob('CASES_PGLITE_BULK', knob('CASES_BULK', 100_000));
+      const bulk = engine.pooled
+        ? knob('CASES_BULK', 1_000_000)
+        : knob('CASES_PGLITE_BULK', knob('CASES_BULK', 100_000));
       await bulkLoad(database, bulk);
-      const list = () =>
-        listCases(rt, baoshan, { sla: 'overdue', area: '310113', order: 'due', limit: 50 });
+      const list = () => listCases(rt, baoshan, { sla: 'overdue', area: '310113', order: 'due', limit: 50 });
       const timed = async (n: number, fn: () => Promise<unknown>) => {
         const ms: number[] = [];
         for (let i = 0; i < n; i++) {
@@ -222,7 +260,10 @@ async function run(engine: BenchEngine): Promise<void> {
         return percentiles(ms);
       };
       const first = await list();
-      if (first.items.length !== 50 || first.items.some((c) => c.area.district !== '310113' || c.sla.state !== 'overdue'))
+      if (
+        first.items.length !== 50 ||
+        first.items.some((c) => c.area.district !== '310113' || c.sla.state !== 'overdue')
+      )
         throw new Error(`overdue list is wrong: ${first.items.length} items`);
       await timed(20, list);
       const api = await timed(LIST_REQUESTS, list);
@@ -251,7 +292,7 @@ async function run(engine: BenchEngine): Promise<void> {
         const dueCount = Number(due[0]?.n ?? 0);
         const idle = await timed(LIST_REQUESTS, list);
         const t0 = performance.now();
-        let sweeping = true;
+        const state = { sweeping: true };
         const during: number[] = [];
         const sweep = (async () => {
           let total = 0;
@@ -260,10 +301,10 @@ async function run(engine: BenchEngine): Promise<void> {
             total += r.fired + r.stale;
             if (r.fired + r.stale + r.skipped === 0) break;
           }
-          sweeping = false;
+          state.sweeping = false;
           return total;
         })();
-        while (sweeping) {
+        while (state.sweeping) {
           const s = performance.now();
           await list();
           during.push(performance.now() - s);
@@ -305,7 +346,9 @@ async function bulkLoad(database: Database, n: number): Promise<void> {
     from trust.areas where level = 'grid'`);
   const { rows } = await database.raw(`select count(*)::int as n from public.bench_grids`);
   const grids = Number(rows[0]?.['n'] ?? 1);
-  const { rows: dept } = await database.raw(`select id from trust.organisations where code = 'district-310113-cgj'`);
+  const { rows: dept } = await database.raw(
+    `select id from trust.organisations where code = 'district-310113-cgj'`,
+  );
   const deptId = String(dept[0]?.['id']);
   const chunk = 100_000;
   for (let from = 0; from < n; from += chunk) {
@@ -350,7 +393,9 @@ async function bulkLoad(database: Database, n: number): Promise<void> {
   await database.raw('vacuum analyze ops.cases');
   await database.raw('vacuum analyze workflow.timers');
   await database.raw('vacuum analyze workflow.instances');
-  console.log(`  loaded ${fmt(n)} cases with instances and timers in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(
+    `  loaded ${fmt(n)} cases with instances and timers in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
 }
 
 console.log(
@@ -360,4 +405,5 @@ console.log(
 );
 await onEachEngine(run, { poolMax: knob('CASES_POOL_MAX', 20) });
 console.log('\n| engine | measure | Pujiang | raw baseline | ratio | target |\n|---|---|---|---|---|---|');
-for (const r of rows) console.log(`| ${r.engine} | ${r.what} | ${r.value} | ${r.raw} | ${r.ratio} | ${r.target} |`);
+for (const r of rows)
+  console.log(`| ${r.engine} | ${r.what} | ${r.value} | ${r.raw} | ${r.ratio} | ${r.target} |`);

@@ -501,7 +501,16 @@ export async function createCase(
   };
   return {
     case: await presentDetail(rt, ctx, created, {
-      instance: { ...n, branches: n.assignees.map((orgId) => ({ orgId, openedAt: n.stateEnteredAt, completedAt: null, completedBy: null })), openSubtasks: 0 },
+      instance: {
+        ...n,
+        branches: n.assignees.map((orgId) => ({
+          orgId,
+          openedAt: n.stateEnteredAt,
+          completedAt: null,
+          completedBy: null,
+        })),
+        openSubtasks: 0,
+      },
       history: plan.entries,
     }),
     duplicates: duplicates.map((d) => ({
