@@ -22,15 +22,19 @@ export async function onEachEngine<T>(
   const logger = silentLogger();
   const sources = migrationSources();
   const out: T[] = [];
-  console.log('PGlite (embedded) …');
-  const lite = await openDatabase({ memory: true, logger });
-  try {
-    await migrate({ database: lite, sources, logger });
-    out.push(await fn({ label: 'PGlite 0.5.8', database: lite, pooled: false }));
-  } finally {
-    await lite.close();
+  // BENCH_ENGINES=postgres skips PGlite (e.g. to profile the PostgreSQL run alone).
+  const which = readProcessEnv()['BENCH_ENGINES'] ?? 'pglite,postgres';
+  if (which.includes('pglite')) {
+    console.log('PGlite (embedded) …');
+    const lite = await openDatabase({ memory: true, logger });
+    try {
+      await migrate({ database: lite, sources, logger });
+      out.push(await fn({ label: 'PGlite 0.5.8', database: lite, pooled: false }));
+    } finally {
+      await lite.close();
+    }
   }
-  const url = readProcessEnv()['DATABASE_URL'];
+  const url = which.includes('postgres') ? readProcessEnv()['DATABASE_URL'] : undefined;
   if (!url) {
     console.log('(DATABASE_URL not set: PostgreSQL skipped)');
     return out;

@@ -34,7 +34,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { loadConfig, silentLogger, type Database } from '../../src/kernel/index.ts';
-import { actOnCase, createCase, listCases, type OpsRuntime } from '../../src/ops/index.ts';
+import { actOnCase, createCase, createOpsRuntime, listCases } from '../../src/ops/index.ts';
 import { startPlatform, type Platform } from '../../src/platform.ts';
 import { authenticate, createTrustRuntime, DEMO_PASSWORD, type CallContext } from '../../src/trust/index.ts';
 import { getDefinition, sweepTimers, transition } from '../../src/workflow/index.ts';
@@ -101,13 +101,7 @@ async function run(engine: BenchEngine): Promise<void> {
   });
   console.log(`  starting the platform (demo city) on ${engine.label} …`);
   const p = await startPlatform({ config, logger: silentLogger(), database, listen: false });
-  const rt: OpsRuntime = {
-    database,
-    mediaDir: config.mediaDir,
-    mediaMaxBytes: config.mediaMaxBytes,
-    duplicateMetres: 50,
-    duplicateHours: 24,
-  };
+  const rt = createOpsRuntime(database, { mediaDir: config.mediaDir, mediaMaxBytes: config.mediaMaxBytes });
   try {
     const hotline = await contextOf(p, 'city-ops');
     const baoshan = await contextOf(p, 'baoshan-ops');

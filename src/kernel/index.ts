@@ -19,6 +19,7 @@ export type { KernelTables } from './db/tables.ts';
 export { bulkInsert } from './db/bulk.ts';
 export type { QueryExecutorLike } from './db/bulk.ts';
 export { writeWith, insertRows } from './db/riders.ts';
+export { createCoalescer } from './db/coalesce.ts';
 export type { Rider } from './db/riders.ts';
 export { migrate, isMigrated, readMigrations, assertPostgisAvailable } from './db/migrator.ts';
 export type { MigrationSource, MigrationReport } from './db/migrator.ts';

@@ -6,9 +6,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { AppError, Errors, writeWith, type Database, type Rider } from '../kernel/index.ts';
+import { AppError, createCoalescer, Errors, writeWith, type Database, type Rider } from '../kernel/index.ts';
 import {
-  auditRider,
+  auditRiderOf,
   getArea,
   jurisdictionFilter,
   locate,
@@ -16,6 +16,7 @@ import {
   recordAudit,
   requireSignedIn,
   SYSTEM,
+  type AuditEntry,
   type CallContext,
 } from '../trust/index.ts';
 import {
@@ -25,6 +26,7 @@ import {
   registerWorkflowHooks,
   rolesFor,
   startRiders,
+  startRidersOf,
   subtasksOf,
   transition,
   type HistoryEntry,
@@ -55,7 +57,59 @@ import { centreFor, loadDirectory, orgByCode, orgById } from './directory.ts';
 import { requireMedia, type StoredMedia } from './media.ts';
 import { routeCase } from './routing.service.ts';
 
+/** A new case ready to write: its row, workflow plan, audit record and feed entries. */
+export interface PendingCase {
+  ctx: CallContext;
+  row: store.CaseInsert;
+  plan: TransitionPlan;
+  audit: AuditEntry;
+  notifications: store.NotificationInsert[];
+}
+
+/**
+ * Writes new cases as one statement: the cases, their workflow instances (history, branches,
+ * timers), audit records, outbox events and feed entries. Resolves to each case's number.
+ */
+export async function writeCases(
+  database: Database,
+  items: readonly PendingCase[],
+): Promise<{ id: string; number: string | number }[]> {
+  const notifications = items.flatMap((i) => i.notifications);
+  const written = await writeWith(
+    database.db,
+    store.insertCases(items.map((i) => ({ c: i.row, plan: i.plan }))),
+    [
+      ...startRidersOf(items.map((i) => ({ ctx: i.ctx, plan: i.plan }))),
+      auditRiderOf(items.map((i) => ({ ctx: i.ctx, entries: [i.audit] }))),
+      ...(notifications.length > 0 ? [store.notificationsRider(notifications)] : []),
+    ],
+  );
+  return items.map((i) => {
+    const w = written.find((r) => r.id === i.row.id);
+    if (!w) throw new Error(`case ${i.row.id} was not written`);
+    return w;
+  });
+}
+
+/** The ops runtime of a database: settings, and the group-committing writer of new cases. */
+export function createOpsRuntime(
+  database: Database,
+  options: { mediaDir: string; mediaMaxBytes: number; duplicateMetres?: number; duplicateHours?: number },
+): OpsRuntime {
+  return {
+    database,
+    mediaDir: options.mediaDir,
+    mediaMaxBytes: options.mediaMaxBytes,
+    duplicateMetres: options.duplicateMetres ?? 50,
+    duplicateHours: options.duplicateHours ?? 24,
+    // Under load, new cases reported at the same moment share one statement and one commit.
+    writeCase: createCoalescer({ max: 64, write: (items: PendingCase[]) => writeCases(database, items) }),
+  };
+}
+
 export interface OpsRuntime {
+  /** Writes one new case (batched with others arriving meanwhile). */
+  writeCase: (item: PendingCase) => Promise<{ id: string; number: string | number }>;
   database: Database;
   mediaDir: string;
   mediaMaxBytes: number;
@@ -86,6 +140,19 @@ function notificationRiders(
   caseId: string,
   options: { created: boolean; reporter: string | null },
 ): Rider[] {
+  const { rows, riders } = notificationsOf(plan, caseId, options);
+  return rows.length > 0 ? [...riders, store.notificationsRider(rows)] : riders;
+}
+
+/**
+ * The feed entries of a plan: rows for recipients known here (organisations; the reporter of a
+ * new case) and riders for those read from the case row (reporter and watchers, the centre).
+ */
+function notificationsOf(
+  plan: TransitionPlan,
+  caseId: string,
+  options: { created: boolean; reporter: string | null },
+): { rows: store.NotificationInsert[]; riders: Rider[] } {
   const riders: Rider[] = [];
   const n = plan.next;
   const orgRows: store.NotificationInsert[] = [];
@@ -164,8 +231,7 @@ function notificationRiders(
         });
     }
   }
-  if (orgRows.length > 0) riders.push(store.notificationsRider(orgRows));
-  return riders;
+  return { rows: orgRows, riders };
 }
 
 const levelZh = (l: string) => (l === 'city' ? '市' : l === 'district' ? '区' : '街镇');
@@ -259,11 +325,9 @@ async function presentDetail(
         },
       }),
     );
-  const media = await store.findMedia(
-    database.db,
-    history.flatMap((h) => h.attachments.map((a) => a.sha256)),
-  );
-  const tasks = await subtasksOf(database.db, row.instance_id);
+  const attached = history.flatMap((h) => h.attachments.map((a) => a.sha256));
+  const media = attached.length > 0 ? await store.findMedia(database.db, attached) : [];
+  const tasks = fresh ? [] : await subtasksOf(database.db, row.instance_id);
   return {
     ...presentSummary(database, row, now),
     routedBy: row.routed_by,
@@ -431,26 +495,25 @@ export async function createCase(
     since: new Date(now.getTime() - rt.duplicateHours * 3_600_000),
     limit: 5,
   });
-  const [written] = await writeWith(database.db, store.insertCase(row, plan), [
-    ...startRiders(ctx, [plan]),
-    auditRider(ctx, [
-      {
-        action: 'case.create',
-        resourceType: 'case',
-        resourceId: id,
-        area: row.areaCode,
-        details: {
-          category: row.category,
-          source: row.source,
-          channel: row.channel,
-          routedBy,
-          departments: assignees ?? [],
-        },
+  const written = await rt.writeCase({
+    ctx,
+    row,
+    plan,
+    audit: {
+      action: 'case.create',
+      resourceType: 'case',
+      resourceId: id,
+      area: row.areaCode,
+      details: {
+        category: row.category,
+        source: row.source,
+        channel: row.channel,
+        routedBy,
+        departments: assignees ?? [],
       },
-    ]),
-    ...notificationRiders(plan, id, { created: true, reporter: row.reporterUserId }),
-  ]);
-  if (!written) throw new Error(`case ${id} was not written`);
+    },
+    notifications: notificationsOf(plan, id, { created: true, reporter: row.reporterUserId }).rows,
+  });
   const n = plan.next;
   const created: store.CaseRow = {
     id,

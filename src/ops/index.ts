@@ -9,7 +9,7 @@ import type { PlatformModule } from '../kernel/index.ts';
 import { createTrustRuntime } from '../trust/index.ts';
 import { DEFINITION_ROLES, ensureDefinition } from '../workflow/index.ts';
 import { registerCaseRoutes } from './case.routes.ts';
-import type { OpsRuntime } from './case.service.ts';
+import { createOpsRuntime } from './case.service.ts';
 import { CASE_WORKFLOW, TASK_WORKFLOW } from './case.workflow.ts';
 import { loadDirectory } from './directory.ts';
 import { startWebhooks } from './notify.service.ts';
@@ -17,7 +17,7 @@ import { registerOpen311Routes } from './open311.routes.ts';
 import { seedRoutingFromOrganisations } from './routing.service.ts';
 
 export { CASE_WORKFLOW, TASK_WORKFLOW, CASE_WORKFLOW_KEY } from './case.workflow.ts';
-export { createCase, getCase, listCases, actOnCase } from './case.service.ts';
+export { createCase, getCase, listCases, actOnCase, createOpsRuntime } from './case.service.ts';
 export type { OpsRuntime } from './case.service.ts';
 export { routeCase } from './routing.service.ts';
 export { OPEN311_PREFIX } from './open311.routes.ts';
@@ -35,13 +35,7 @@ export const opsModule: PlatformModule = {
       if (seeded > 0) logger.info({ rules: seeded }, 'demo responsibility matrix seeded');
     }
     await loadDirectory(database, { force: true });
-    const rt: OpsRuntime = {
-      database,
-      mediaDir: config.mediaDir,
-      mediaMaxBytes: config.mediaMaxBytes,
-      duplicateMetres: 50,
-      duplicateHours: 24,
-    };
+    const rt = createOpsRuntime(database, { mediaDir: config.mediaDir, mediaMaxBytes: config.mediaMaxBytes });
     const trust = createTrustRuntime(config, database);
     registerCaseRoutes(app, trust, rt, { webhookPrivate: config.twinNotifyPrivate });
     await registerOpen311Routes(app, trust, rt);

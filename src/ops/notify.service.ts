@@ -127,6 +127,7 @@ export async function createWebhook(
     });
     return rows[0];
   });
+  webhookOrgCache.delete(database);
   if (!row) throw new Error('webhook not written');
   return { ...present(row), secret };
 }
@@ -167,6 +168,7 @@ export async function deleteWebhook(database: Database, ctx: CallContext, id: st
       details: { org: row.org_id },
     });
   });
+  webhookOrgCache.delete(database);
 }
 
 /** A webhook's recent deliveries with their outcome (failures visible to the organisation). */
@@ -199,6 +201,20 @@ export async function webhookDeliveries(database: Database, ctx: CallContext, id
     createdAt: r.created_at.toISOString(),
     deliveredAt: r.delivered_at ? r.delivered_at.toISOString() : null,
   }));
+}
+
+const webhookOrgCache = new WeakMap<Database, { orgs: Set<string>; at: number }>();
+
+/** The organisations with an active webhook (cached 5 s; dropped at once by a local change). */
+async function webhookOrgs(database: Database): Promise<Set<string>> {
+  const c = webhookOrgCache.get(database);
+  if (c && Date.now() - c.at < 5_000) return c.orgs;
+  const { rows } = await sql<{
+    org_id: string;
+  }>`select distinct org_id from ops.webhooks where active`.execute(database.db);
+  const orgs = new Set(rows.map((r) => r.org_id));
+  webhookOrgCache.set(database, { orgs, at: Date.now() });
+  return orgs;
 }
 
 interface TransitionEventPayload {
@@ -239,6 +255,8 @@ export async function startWebhooks(args: {
     topics: ['workflow.case.transition'],
     maxDeliver: 10,
     handler: async (event) => {
+      // Most deployments have few webhooks: skip reading the case when no organisation has one.
+      if ((await webhookOrgs(database)).size === 0) return;
       const p = event.payload as TransitionEventPayload;
       const row = await store.findCase(database.db, p.subject.id);
       if (!row) return;

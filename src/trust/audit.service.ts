@@ -144,6 +144,14 @@ export function auditRider(ctx: CallContext, entries: AuditEntry[]): Rider {
   return { statement: queueRider(queuedRows(ctx, entries)), afterCommit: kickSealers };
 }
 
+/** One rider for the audit records of several callers' changes written by one statement (a batch). */
+export function auditRiderOf(parts: readonly { ctx: CallContext; entries: AuditEntry[] }[]): Rider {
+  return {
+    statement: queueRider(parts.flatMap((p) => queuedRows(p.ctx, p.entries))),
+    afterCommit: kickSealers,
+  };
+}
+
 function queuedRows(ctx: CallContext, entries: AuditEntry[]): QueuedAuditRow[] {
   const at = new Date();
   return entries.map((e) => ({

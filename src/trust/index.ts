@@ -55,6 +55,7 @@ export {
 export {
   recordAudit,
   auditRider,
+  auditRiderOf,
   recordRefusal,
   sealAudit,
   audited,

@@ -33,6 +33,7 @@ export {
   registerWorkflowHooks,
   planInstance,
   startRiders,
+  startRidersOf,
   transition,
   describeInstance,
   ensureDefinition,

@@ -21,6 +21,7 @@ import {
 } from '../kernel/index.ts';
 import {
   auditRider,
+  auditRiderOf,
   can,
   recordAudit,
   requireSignedIn,
@@ -383,14 +384,17 @@ export async function planInstance(
 
 /** The riders writing new instances (history, branches, timers, the instance rows, audit, event). */
 export function startRiders(ctx: CallContext, plans: readonly TransitionPlan[]): Rider[] {
+  return startRidersOf(plans.map((plan) => ({ ctx, plan })));
+}
+
+/** `startRiders` for instances planned by several callers, written by one statement (a batch). */
+export function startRidersOf(parts: readonly { ctx: CallContext; plan: TransitionPlan }[]): Rider[] {
+  const plans = parts.map((p) => p.plan);
   return [
     { statement: store.insertInstances(plans.map((p) => p.next)) },
     ...store.planRiders(plans, randomUUID),
     ...plans.flatMap((p) => p.effectRiders ?? []),
-    auditRider(
-      ctx,
-      plans.map((p) => auditEntry(p, 'workflow.start')),
-    ),
+    auditRiderOf(parts.map((p) => ({ ctx: p.ctx, entries: [auditEntry(p.plan, 'workflow.start')] }))),
     outboxRider(plans.map((p) => transitionEvent(p))),
   ];
 }

@@ -40,6 +40,8 @@ export function insertRows(args: {
   columns: readonly (readonly [name: string, type: string, cast?: string])[];
   rows: readonly (readonly unknown[])[];
   onConflictDoNothing?: boolean;
+  /** Columns to return (when the insert is a change rather than a rider). */
+  returning?: readonly string[];
 }): Rider['statement'] {
   const { table, columns, rows } = args;
   if (!TABLE.test(table)) throw new Error(`insertRows: invalid table "${table}"`);
@@ -61,13 +63,16 @@ export function insertRows(args: {
     });
     return sql`${values}::${sql.raw(type)}[]`;
   });
+  for (const r of args.returning ?? [])
+    if (!IDENTIFIER.test(r)) throw new Error(`insertRows: invalid returning column "${r}"`);
   const conflict = args.onConflictDoNothing ? sql` on conflict do nothing` : sql``;
+  const returning = args.returning?.length ? sql.raw(` returning ${args.returning.join(', ')}`) : sql``;
   const selected = columns.some(([, , cast]) => cast !== undefined)
     ? sql.raw(columns.map(([name, , cast]) => (cast ? `${name}::${cast}` : name)).join(', '))
     : sql`*`;
   return (when) =>
     sql`insert into ${sql.raw(table)} (${names})
-      select ${selected} from unnest(${sql.join(arrays)}) as v (${names}) where ${when}${conflict}`;
+      select ${selected} from unnest(${sql.join(arrays)}) as v (${names}) where ${when}${conflict}${returning}`;
 }
 
 /**

@@ -65,6 +65,7 @@ create index cases_street_due_idx on ops.cases (street_code, state_due_at, id) w
 create index cases_geom_idx on ops.cases using gist (geom) where open;
 create index cases_departments_idx on ops.cases using gin (department_ids);
 create index cases_status_idx on ops.cases (status, created_at desc);
+create index cases_merged_idx on ops.cases (merged_into) where merged_into is not null;
 
 -- The responsibility matrix: category × area → department. The deepest area on the case's path
 -- with a rule wins, then the most specific category ('event:0102' over 'event:01*' over '*').
