@@ -251,9 +251,7 @@ export function registerCaseRoutes(
       },
     },
     async (request, reply) => {
-      const c = await ctx(request);
-      if (c.actor.kind === 'anonymous') return reply.code(401).send();
-      const { media, stream } = await openMedia(rt, request.params.sha256);
+      const { media, stream } = await openMedia(rt, await ctx(request), request.params.sha256);
       return reply
         .header('content-type', media.contentType)
         .header('cache-control', 'private, max-age=31536000, immutable')

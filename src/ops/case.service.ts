@@ -177,8 +177,9 @@ function notificationsOf(
           });
       } else
         riders.push(
-          store.reporterNotificationsRider({
+          store.rowNotificationsRider({
             instanceId: n.id,
+            to: 'reporters',
             seq: e.seq,
             kind: e.action,
             titleZh: title.zh,
@@ -203,9 +204,9 @@ function notificationsOf(
     if (e.action === 'escalate' || e.action === 'sla-breach') {
       if (!options.created)
         riders.push(
-          store.centreNotificationsRider({
+          store.rowNotificationsRider({
             instanceId: n.id,
-            level: levelOf(n.data),
+            to: { centre: levelOf(n.data) },
             seq: e.seq,
             kind: e.action,
             titleZh:
@@ -759,9 +760,15 @@ export async function actOnCase(
     request.details = { into: target.id };
   }
   await transition(database, ctx, row.instance_id, request);
-  const after = await store.findCase(database.db, id);
-  if (!after) throw new Error(`case ${id} disappeared`);
-  return presentDetail(rt, ctx, after);
+  return presentAgain(rt, ctx, id);
+}
+
+/** The case as it is now, after a change the caller made (they could see it before). */
+async function presentAgain(rt: OpsRuntime, ctx: CallContext, id: string): Promise<CaseDetail> {
+  await loadDirectory(rt.database);
+  const row = await store.findCase(rt.database.db, id);
+  if (!row) throw new Error(`case ${id} disappeared`);
+  return presentDetail(rt, ctx, row);
 }
 
 function canSeeTarget(ctx: CallContext, target: store.CaseRow): boolean {
@@ -827,10 +834,7 @@ export async function actOnSubtask(
   if (!task || task.parentId !== row.instance_id)
     throw new AppError(Errors['not-found'], { detail: 'No such sub-task' });
   await transition(database, ctx, taskId, { ...body, requestId: options.requestId });
-  await loadDirectory(database);
-  const after = await store.findCase(database.db, caseId);
-  if (!after) throw new Error(`case ${caseId} disappeared`);
-  return presentDetail(rt, ctx, after);
+  return presentAgain(rt, ctx, caseId);
 }
 
 /** Attaches uploaded photos to a case (anyone who can see it and act on it), audited. */
@@ -856,10 +860,7 @@ export async function attachPhotos(
       details: { photos: media.map((m) => m.sha256) },
     });
   });
-  await loadDirectory(database);
-  const after = await store.findCase(database.db, caseId);
-  if (!after) throw new Error(`case ${caseId} disappeared`);
-  return presentDetail(rt, ctx, after);
+  return presentAgain(rt, ctx, caseId);
 }
 
 // --- Supervision and statistics ---------------------------------------------------------------------

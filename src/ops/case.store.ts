@@ -440,6 +440,26 @@ export async function findMedia(
   return rows.map((r) => ({ sha256: r.sha256, contentType: r.content_type, size: r.size }));
 }
 
+/** Who uploaded a file (the actor's name), if it was uploaded. */
+export async function mediaUploader(db: Db, sha256: string): Promise<string | undefined> {
+  const { rows } = await sql<{ created_by: string | null }>`select created_by from ops.media
+    where sha256 = ${sha256}`.execute(db);
+  return rows[0]?.created_by ?? undefined;
+}
+
+/** Cases a file belongs to: as a photo, or by their workflow instance (attached to a step); at most 50. */
+export async function casesWithMedia(
+  db: Db,
+  sha256: string,
+  instanceIds: readonly string[],
+): Promise<CaseRow[]> {
+  const ref = JSON.stringify([{ sha256 }]);
+  const { rows } = await sql<CaseRow>`${SELECT} where c.photos @> ${ref}::jsonb
+      or c.instance_id = any(${instanceIds}::uuid[])
+    limit 50`.execute(db);
+  return rows;
+}
+
 // --- In-app notifications -------------------------------------------------------------------------
 
 export interface NotificationRow {
@@ -490,43 +510,32 @@ export function notificationsRider(rows: readonly NotificationInsert[]): Rider {
   };
 }
 
-/** Notifications to a case's reporter and watchers (read from its row), idempotent likewise. */
-export function reporterNotificationsRider(args: {
+/**
+ * Notifications to recipients read from the case's row — its reporter and watchers, or its
+ * operations centre at `level` — idempotent likewise.
+ */
+export function rowNotificationsRider(args: {
   instanceId: string;
+  to: 'reporters' | { centre: string };
   seq: number;
   kind: string;
   titleZh: string;
   titleEn: string;
   at: Date;
 }): Rider {
+  const recipients =
+    args.to === 'reporters'
+      ? sql`(select u as user_id, null::uuid as org_id
+          from unnest(array_remove(array[c.reporter_user_id], null) || c.watchers) u)`
+      : sql`(select null::uuid as user_id, (c.centres ->> ${args.to.centre})::uuid as org_id
+          where c.centres ->> ${args.to.centre} is not null)`;
   return {
-    statement: (
-      when,
-    ) => sql`insert into ops.notifications (id, user_id, case_id, seq, kind, title_zh, title_en, created_at)
-      select gen_random_uuid(), u, c.id, ${args.seq}, ${args.kind}, ${args.titleZh}, ${args.titleEn}, ${args.at}
-      from ops.cases c cross join lateral unnest(array_remove(array[c.reporter_user_id], null) || c.watchers) u
+    statement: (when) => sql`insert into ops.notifications (id, user_id, org_id, case_id, seq, kind, title_zh,
+        title_en, created_at)
+      select gen_random_uuid(), r.user_id, r.org_id, c.id, ${args.seq}, ${args.kind}, ${args.titleZh}, ${args.titleEn},
+        ${args.at}
+      from ops.cases c cross join lateral ${recipients} r
       where c.instance_id = ${args.instanceId} and ${when}
-      on conflict do nothing`,
-  };
-}
-
-/** Notifications to the operations centre of a case at `level` (read from its row), idempotent likewise. */
-export function centreNotificationsRider(args: {
-  instanceId: string;
-  level: string;
-  seq: number;
-  kind: string;
-  titleZh: string;
-  titleEn: string;
-  at: Date;
-}): Rider {
-  return {
-    statement: (
-      when,
-    ) => sql`insert into ops.notifications (id, org_id, case_id, seq, kind, title_zh, title_en, created_at)
-      select gen_random_uuid(), (c.centres ->> ${args.level})::uuid, c.id, ${args.seq}, ${args.kind}, ${args.titleZh},
-        ${args.titleEn}, ${args.at}
-      from ops.cases c where c.instance_id = ${args.instanceId} and (c.centres ->> ${args.level}) is not null and ${when}
       on conflict do nothing`,
   };
 }

@@ -13,10 +13,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { engines, type TestDatabase } from '../../test/helpers/engines.ts';
 import { signIn, startTestPlatform } from '../../test/helpers/platform.ts';
+import { until } from '../../test/helpers/wait.ts';
 import type { Platform } from '../platform.ts';
 import { sweepTimers } from '../workflow/index.ts';
 import { parseOpen311Xml, validateGeoReport } from './open311.format.ts';
@@ -29,16 +29,6 @@ const PNG = Buffer.from(
   '89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4b80000000049454e44ae426082',
   'hex',
 );
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 8_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 interface CaseView {
   id: string;
@@ -223,6 +213,8 @@ for (const engine of engines()) {
       const file = await call('baoshan-ops', 'GET', `/api/v1/media/${sha}`);
       assert.equal(file.statusCode, 200);
       assert.deepEqual(file.rawPayload, PNG);
+      const stranger = await call('enterprise-user', 'GET', `/api/v1/media/${sha}`);
+      assert.equal(stranger.statusCode, 404, 'a photo is as private as the case it belongs to');
 
       // The street centre verifies on site and closes it.
       const citizenTry = await act('citizen', c0.id, { action: 'verify' });

@@ -10,7 +10,9 @@ import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError, Errors, type Database } from '../kernel/index.ts';
 import { recordAudit, requireSignedIn, type CallContext } from '../trust/index.ts';
-import { findMedia, insertMedia } from './case.store.ts';
+import { instancesWithAttachment } from '../workflow/index.ts';
+import { canSeeCase } from './access.ts';
+import { casesWithMedia, findMedia, insertMedia, mediaUploader } from './case.store.ts';
 
 /** Accepted types and the magic bytes that prove them. */
 const SIGNATURES: Record<string, (b: Buffer) => boolean> = {
@@ -91,13 +93,26 @@ export async function requireMedia(database: Database, hashes: readonly string[]
     .filter((f): f is StoredMedia => f !== undefined);
 }
 
-/** A stored file's metadata and a stream of its bytes; 404 when unknown or missing on disk. */
+/**
+ * A stored file's metadata and a stream of its bytes, for whoever uploaded it or can see a case it
+ * belongs to (a photo of a report is as private as the report); 404 otherwise, when unknown, or
+ * when missing on disk.
+ */
 export async function openMedia(
   rt: { database: Database; mediaDir: string },
+  ctx: CallContext,
   sha256: string,
 ): Promise<{ media: StoredMedia; stream: ReadStream }> {
+  requireSignedIn(ctx.actor);
   const [media] = await findMedia(rt.database.db, [sha256]);
-  if (!media) throw new AppError(Errors['not-found'], { detail: 'No such file' });
+  const uploader = media ? await mediaUploader(rt.database.db, sha256) : undefined;
+  const mine = uploader !== undefined && uploader === ctx.actor.name;
+  const cases =
+    media && !mine
+      ? await casesWithMedia(rt.database.db, sha256, await instancesWithAttachment(rt.database.db, sha256))
+      : [];
+  if (!media || (!mine && !cases.some((c) => canSeeCase(ctx.actor, c))))
+    throw new AppError(Errors['not-found'], { detail: 'No such file' });
   const file = pathOf(rt.mediaDir, sha256);
   const ok = await stat(file).then(
     () => true,

@@ -16,6 +16,7 @@ import mqtt from 'mqtt';
 import { sql } from 'kysely';
 import { engines, type TestDatabase } from '../../test/helpers/engines.ts';
 import { signIn, startTestPlatform } from '../../test/helpers/platform.ts';
+import { until } from '../../test/helpers/wait.ts';
 import { readProcessEnv } from '../kernel/index.ts';
 import type { Platform } from '../platform.ts';
 import { firedTriggers } from './notify.service.ts';
@@ -78,20 +79,6 @@ async function receiver(
       await new Promise((r) => server.close(r));
     },
   };
-}
-
-async function until<T>(
-  what: string,
-  fn: () => T | undefined | false | Promise<T | undefined | false>,
-  ms = 8_000,
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
 }
 
 describe('notification triggers (pure)', () => {

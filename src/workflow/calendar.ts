@@ -556,3 +556,13 @@ const ALWAYS_OPEN = shipped(
 
 /** The calendars every deployment has, so a process definition can name one without setup. */
 export const DEFAULT_CALENDARS: readonly Calendar[] = Object.freeze([CN_MAINLAND, ALWAYS_OPEN]);
+
+/** Why `iso` is not a duration `parseDuration` accepts, or undefined when it is one. */
+export function durationProblem(iso: string): string | undefined {
+  try {
+    parseDuration(iso);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseDuration } from './calendar.ts';
+import { durationProblem } from './calendar.ts';
 import {
   definitionProblems,
   type ActionDefinition,
@@ -21,14 +21,7 @@ const ENV: DefinitionEnvironment = {
   calendars: new Set(['cn-mainland', '24x7']),
   guards: new Set(['subtasks-done']),
   effects: new Set(['notify']),
-  checkDuration: (iso) => {
-    try {
-      parseDuration(iso);
-      return undefined;
-    } catch (e) {
-      return (e as Error).message;
-    }
-  },
+  checkDuration: durationProblem,
 };
 
 const act = (extra: Partial<ActionDefinition> = {}): ActionDefinition => ({

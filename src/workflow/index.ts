@@ -47,6 +47,7 @@ export {
   instancesOf,
   historyOf,
   subtasksOf,
+  instancesWithAttachment,
 } from './workflow.service.ts';
 export type { WorkflowHooks, TransitionOutcome } from './workflow.service.ts';
 export { WorkflowErrors } from './errors.ts';

@@ -263,20 +263,9 @@ export function planTransition(args: {
     throw new AppError(Errors.unprocessable, { detail: `Action "${request.action}" does not assign` });
 
   const entries: HistoryEntry[] = [];
-  const actorInfo = { id: actor.id, kind: actor.kind, name: actor.name };
   let seq = instance.historySeq;
-  const entry = (e: Pick<HistoryEntry, 'action' | 'from' | 'to'> & Partial<HistoryEntry>): HistoryEntry => ({
-    seq: ++seq,
-    actor: actorInfo,
-    org: args.actorOrg,
-    at: now,
-    comment: null,
-    attachments: [],
-    assignees: null,
-    requestId: null,
-    details: {},
-    ...e,
-  });
+  const entry = (e: Pick<HistoryEntry, 'action' | 'from' | 'to'> & Partial<HistoryEntry>): HistoryEntry =>
+    historyEntry({ seq: ++seq, actor, org: args.actorOrg, at: now, ...e });
   entries.push(
     entry({
       action: request.action,
@@ -330,6 +319,23 @@ export function planTransition(args: {
 }
 
 const SYSTEM_ACTOR = { id: 'system', kind: 'system', name: 'system' };
+
+/** A history entry: who (as recorded), what, when; comment, attachments, assignees and details empty unless given. */
+export function historyEntry(
+  e: Pick<HistoryEntry, 'seq' | 'action' | 'from' | 'to' | 'org' | 'at'> & {
+    actor: { id: string | null; kind: string; name: string };
+  } & Partial<HistoryEntry>,
+): HistoryEntry {
+  return {
+    comment: null,
+    attachments: [],
+    assignees: null,
+    requestId: null,
+    details: {},
+    ...e,
+    actor: { id: e.actor.id, kind: e.actor.kind, name: e.actor.name },
+  };
+}
 
 /** Moves `plan.next` into `target`: a new state visit, its SLA, its branches, the end. */
 function enter(
@@ -424,20 +430,15 @@ export function planStart(args: {
   const plan: TransitionPlan = {
     next,
     entries: [
-      {
+      historyEntry({
         seq: 1,
         action: 'start',
         from: def.initial,
         to: def.initial,
-        actor: { id: args.actor.id, kind: args.actor.kind, name: args.actor.name },
+        actor: args.actor,
         org: args.actorOrg,
         at: now,
-        comment: null,
-        attachments: [],
-        assignees: null,
-        requestId: null,
-        details: {},
-      },
+      }),
     ],
     openBranches: [],
     completeBranch: null,

@@ -36,7 +36,7 @@ import {
   checkCalendar,
   DEFAULT_CALENDARS,
   durationToWorkingMs,
-  parseDuration,
+  durationProblem,
   workingTimeBetween,
   type Calendar,
 } from './calendar.ts';
@@ -45,6 +45,7 @@ import { WorkflowErrors } from './errors.ts';
 import {
   availableActions,
   chainPlans,
+  historyEntry,
   planStart,
   planTransition,
   type AvailableAction,
@@ -96,6 +97,9 @@ interface Caches {
 }
 
 const caches = new WeakMap<Database, Caches>();
+
+/** Where a read runs: the database, or the transaction the caller is in. */
+type Executor = Database['db'];
 const CALENDAR_TTL_MS = 30_000;
 const LATEST_TTL_MS = 5_000;
 
@@ -108,10 +112,10 @@ function cachesOf(database: Database): Caches {
   return c;
 }
 
-async function calendars(database: Database): Promise<Map<string, Calendar>> {
+async function calendars(database: Database, db: Executor = database.db): Promise<Map<string, Calendar>> {
   const c = cachesOf(database);
   if (Date.now() - c.calendarsLoadedAt > CALENDAR_TTL_MS || c.calendars.size === 0) {
-    const rows = await store.listCalendars(database.db);
+    const rows = await store.listCalendars(db);
     const next = new Map<string, Calendar>();
     for (const r of rows) {
       const checked = checkCalendar(r.calendar);
@@ -124,9 +128,12 @@ async function calendars(database: Database): Promise<Map<string, Calendar>> {
   return c.calendars;
 }
 
-/** SLA arithmetic over the database's calendars (loaded before planning). */
-export async function slaClock(database: Database): Promise<SlaClock> {
-  const cals = await calendars(database);
+/**
+ * SLA arithmetic over the database's calendars (loaded before planning). Inside a transaction pass
+ * it as `db`: on the single-connection embedded engine a read outside it would wait for it forever.
+ */
+export async function slaClock(database: Database, db: Executor = database.db): Promise<SlaClock> {
+  const cals = await calendars(database, db);
   const get = (code: string): Calendar => {
     const cal = cals.get(code);
     if (!cal)
@@ -152,6 +159,8 @@ export async function getDefinition(
   database: Database,
   key: string,
   version?: number,
+  /** The transaction to read in, when called inside one (see `slaClock`). */
+  db: Executor = database.db,
 ): Promise<{ definition: WorkflowDefinition; version: number }> {
   const c = cachesOf(database);
   let v = version;
@@ -161,7 +170,7 @@ export async function getDefinition(
   }
   const cached = v === undefined ? undefined : c.definitions.get(`${key}@${v}`);
   if (cached) return cached;
-  const row = await store.findDefinition(database.db, key, v);
+  const row = await store.findDefinition(db, key, v);
   if (!row)
     throw new AppError(Errors['not-found'], {
       detail: `No workflow definition ${key}${v ? ` version ${v}` : ''}`,
@@ -197,14 +206,7 @@ export async function checkDefinition(
     calendars: new Set(cals.keys()),
     guards: new Set([...Object.keys(BUILTIN_GUARDS), ...Object.keys(hooks?.guards ?? {})]),
     effects: new Set(Object.keys(hooks?.effects ?? {})),
-    checkDuration: (iso) => {
-      try {
-        parseDuration(iso);
-        return undefined;
-      } catch (e) {
-        return (e as Error).message;
-      }
-    },
+    checkDuration: durationProblem,
   });
   return problems.length > 0 ? { problems } : { problems, definition: def };
 }
@@ -587,7 +589,13 @@ export async function describeInstance(
   return { history, actions };
 }
 
-export { loadInstance, instancesOf, historyOf, subtasksOf } from './workflow.store.ts';
+export {
+  loadInstance,
+  instancesOf,
+  historyOf,
+  subtasksOf,
+  instancesWithAttachment,
+} from './workflow.store.ts';
 
 // --- Timers -----------------------------------------------------------------------------------------
 
@@ -618,25 +626,26 @@ export async function fireTimer(
       await store.markTimerFired(trx, timer.id, now);
       return 'stale';
     }
-    const { definition } = await getDefinition(database, instance.definitionKey, instance.definitionVersion);
+    const { definition } = await getDefinition(
+      database,
+      instance.definitionKey,
+      instance.definitionVersion,
+      trx,
+    );
     const ctx = systemContext(`SLA ${timer.kind} breach`);
     const breach: TransitionPlan = {
       next: stripLoaded({ ...instance, version: instance.version + 1, historySeq: instance.historySeq + 1 }),
       entries: [
-        {
+        historyEntry({
           seq: instance.historySeq + 1,
           action: 'sla-breach',
           from: instance.state,
           to: instance.state,
-          actor: { id: SYSTEM.id, kind: SYSTEM.kind, name: SYSTEM.name },
+          actor: SYSTEM,
           org: null,
           at: now,
-          comment: null,
-          attachments: [],
-          assignees: null,
-          requestId: null,
           details: { timer: timer.kind, dueAt: timer.dueAt.toISOString() },
-        },
+        }),
       ],
       openBranches: [],
       completeBranch: null,
@@ -659,7 +668,7 @@ export async function fireTimer(
           actorOrg: null,
           request: { action: onBreach },
           guards: guardsOf(definition.key),
-          clock: await slaClock(database),
+          clock: await slaClock(database, trx),
           now,
         });
         applyEffects(step, { definition, instance: after, ctx, request: { action: onBreach }, now });

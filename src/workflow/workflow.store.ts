@@ -258,6 +258,13 @@ export async function historyOf(db: Db, instanceId: string): Promise<HistoryEntr
   return rows.map(toEntry);
 }
 
+/** Instances with a history entry carrying the attachment `sha256` (at most 50). */
+export async function instancesWithAttachment(db: Db, sha256: string): Promise<string[]> {
+  const { rows } = await sql<{ instance_id: string }>`select distinct instance_id from workflow.history
+    where attachments @> ${JSON.stringify([{ sha256 }])}::jsonb limit 50`.execute(db);
+  return rows.map((r) => r.instance_id);
+}
+
 /** The entry recorded under a client request id, if that request was already carried out. */
 export async function findByRequestId(
   db: Db,
