@@ -647,8 +647,9 @@ export async function listCases(
     {
       status: list(q.status),
       category: list(q.category),
-      areaPath,
-      // A district or street is also a column, so its open cases come by deadline from an index.
+      // A district or street is a column of its own, so its open cases come by deadline from an
+      // index; the path prefix would only tempt the planner into reading the whole district.
+      areaPath: area?.level === 'district' || area?.level === 'street' ? undefined : areaPath,
       districtCode: area?.level === 'district' ? area.code : undefined,
       streetCode: area?.level === 'street' ? area.code : undefined,
       department: q.department,

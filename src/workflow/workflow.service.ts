@@ -52,6 +52,7 @@ import {
   type Effect,
   type Guard,
   type HistoryEntry,
+  type Instance,
   type LoadedInstance,
   type SlaClock,
   type TransitionPlan,
@@ -634,7 +635,7 @@ export async function fireTimer(
     );
     const ctx = systemContext(`SLA ${timer.kind} breach`);
     const breach: TransitionPlan = {
-      next: stripLoaded({ ...instance, version: instance.version + 1, historySeq: instance.historySeq + 1 }),
+      next: { ...withoutLoaded(instance), version: instance.version + 1, historySeq: instance.historySeq + 1 },
       entries: [
         historyEntry({
           seq: instance.historySeq + 1,
@@ -692,8 +693,10 @@ export async function fireTimer(
   });
 }
 
-function stripLoaded(i: LoadedInstance): LoadedInstance {
-  return { ...i };
+/** The instance row itself, without what was read along with it. */
+function withoutLoaded(i: LoadedInstance): Instance {
+  const { branches: _branches, openSubtasks: _open, ...row } = i;
+  return row;
 }
 
 /**
@@ -702,25 +705,31 @@ function stripLoaded(i: LoadedInstance): LoadedInstance {
  */
 export async function sweepTimers(
   database: Database,
-  options: { now?: Date; batch?: number; maxBatches?: number } = {},
+  options: { now?: Date; batch?: number; maxBatches?: number; concurrency?: number } = {},
 ): Promise<{ fired: number; stale: number; skipped: number; failed: number; errors: string[] }> {
   const counts = { fired: 0, stale: 0, skipped: 0, failed: 0, errors: [] as string[] };
   const batch = options.batch ?? 200;
   for (let b = 0; b < (options.maxBatches ?? 50); b++) {
     const now = options.now ?? new Date();
     const ids = await store.dueTimers(database.db, now, batch);
-    for (const id of ids) {
-      try {
-        counts[await fireTimer(database, id, now)]++;
-      } catch (e) {
-        // One broken timer (an effect that throws) must not hold back the ones due after it: it
-        // is counted, its error kept on the row, and it is tried again on later sweeps (10 times).
-        counts.failed++;
-        const message = e instanceof Error ? e.message : String(e);
-        if (counts.errors.length < 10) counts.errors.push(message);
-        await store.recordTimerFailure(database.db, id, message);
-      }
-    }
+    // Several at once on PostgreSQL (each in its own transaction; two timers of one instance
+    // serialise on its lock); one at a time on the single-connection embedded engine.
+    const concurrency = options.concurrency ?? (database.engine === 'postgres' ? 8 : 1);
+    for (let i = 0; i < ids.length; i += concurrency)
+      await Promise.all(
+        ids.slice(i, i + concurrency).map(async (id) => {
+          try {
+            counts[await fireTimer(database, id, now)]++;
+          } catch (e) {
+            // One broken timer (an effect that throws) must not hold back the ones due after it:
+            // it is counted, its error kept on the row, and tried again on later sweeps (10 times).
+            counts.failed++;
+            const message = e instanceof Error ? e.message : String(e);
+            if (counts.errors.length < 10) counts.errors.push(message);
+            await store.recordTimerFailure(database.db, id, message);
+          }
+        }),
+      );
     if (ids.length < batch) break;
   }
   return counts;
