@@ -42,6 +42,7 @@ import {
   canSeeContact,
   mask,
 } from './access.ts';
+import { existingEntities } from '../twin/index.ts';
 import { findCategory } from './categories.ts';
 import {
   CASE_EFFECTS,
@@ -418,6 +419,13 @@ export async function createCase(
   await loadDirectory(database);
 
   const photos = input.photos ? await requireMedia(database, input.photos) : [];
+  if (input.entityIds?.length) {
+    // A case links to real things of the twin (the manhole cover, the streetlight), not to typos.
+    const known = await existingEntities(database, input.entityIds);
+    const missing = input.entityIds.find((e) => !known.has(e));
+    if (missing !== undefined)
+      throw new AppError(Errors.unprocessable, { detail: `No twin entity ${missing}` });
+  }
   let assignees: string[] | undefined;
   let routedBy: 'matrix' | 'dispatcher' | null = null;
   let routeReason: string | null = null;

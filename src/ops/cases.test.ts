@@ -48,6 +48,7 @@ interface CaseView {
   }[];
   actions: { action: string }[];
   reporter: { name: string | null; phone: string | null; email: string | null; masked: boolean };
+  entityIds: string[];
   rating: number | null;
   routedBy: string | null;
   photos: { sha256: string }[];
@@ -597,6 +598,32 @@ for (const engine of engines()) {
         c2.departments.map((d) => d.id),
         [orgs.get('district-310113-cgj')],
       );
+    });
+
+    it('links cases to twin entities that exist (the manhole cover)', async () => {
+      const id = 'urn:ngsi-ld:ManholeCover:3101130101000001';
+      const made = await p.http.inject({
+        method: 'POST',
+        url: '/ngsi-ld/v1/entities',
+        headers: { 'content-type': 'application/json' },
+        payload: {
+          id,
+          type: 'ManholeCover',
+          location: { type: 'GeoProperty', value: { type: 'Point', coordinates: youyi } },
+        },
+      });
+      assert.equal(made.statusCode, 201, made.body);
+      const { case: c } = await report('citizen', { category: 'component:0101', entityIds: [id] });
+      assert.deepEqual((await getCase('citizen', c.id)).entityIds, [id]);
+      const res = await call('citizen', 'POST', '/api/v1/cases', {
+        source: 'citizen',
+        category: 'component:0101',
+        description: '井盖缺失',
+        location: { lon: youyi[0], lat: youyi[1] },
+        entityIds: ['urn:ngsi-ld:ManholeCover:nope'],
+      });
+      assert.equal(res.statusCode, 422);
+      assert.match(res.body, /No twin entity urn:ngsi-ld:ManholeCover:nope/);
     });
 
     it('stores photos by content, checking type and size', async () => {

@@ -129,6 +129,18 @@ export async function findEntities(
   return rows.map(toStored);
 }
 
+/** Which of `ids` exist in the tenant (other modules linking to entities check them here). */
+export async function existingEntityIds(
+  db: Db,
+  tenant: string,
+  ids: readonly string[],
+): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const { rows } = await sql<{ id: string }>`select e.id from twin.entities e
+    where e.tenant = ${tenant} and e.id = any(${ids}::text[])`.execute(db);
+  return new Set(rows.map((r) => r.id));
+}
+
 type Writer = Kysely<KernelTables>;
 
 /**

@@ -5,9 +5,9 @@
  * entities through the services exported here, never through the tables.
  */
 import { fileURLToPath } from 'node:url';
-import type { PlatformModule } from '../kernel/index.ts';
+import type { Database, PlatformModule } from '../kernel/index.ts';
 import { createTrustRuntime } from '../trust/index.ts';
-import { findHostedContext } from './entity.store.ts';
+import { existingEntityIds, findHostedContext } from './entity.store.ts';
 import { createContextResolver } from './ldcontext.ts';
 import { registerNgsiRoutes } from './ngsi.routes.ts';
 import { registerTenantRoutes } from './tenants.routes.ts';
@@ -63,3 +63,8 @@ export const twinModule: PlatformModule = {
 };
 export { createNotifier, parseEndpoint } from './notify.transport.ts';
 export type { Notifier, Endpoint, SendOutcome } from './notify.transport.ts';
+
+/** Which of `ids` are entities of the twin's default tenant (for modules linking records to entities). */
+export async function existingEntities(database: Database, ids: readonly string[]): Promise<Set<string>> {
+  return existingEntityIds(database.db, '', ids);
+}

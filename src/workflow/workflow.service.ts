@@ -635,7 +635,11 @@ export async function fireTimer(
     );
     const ctx = systemContext(`SLA ${timer.kind} breach`);
     const breach: TransitionPlan = {
-      next: { ...withoutLoaded(instance), version: instance.version + 1, historySeq: instance.historySeq + 1 },
+      next: {
+        ...withoutLoaded(instance),
+        version: instance.version + 1,
+        historySeq: instance.historySeq + 1,
+      },
       entries: [
         historyEntry({
           seq: instance.historySeq + 1,
