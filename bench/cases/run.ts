@@ -33,7 +33,7 @@
 import { cpus, loadavg, totalmem } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { loadConfig, silentLogger, type Database } from '../../src/kernel/index.ts';
+import { loadConfig, readProcessEnv, silentLogger, type Database } from '../../src/kernel/index.ts';
 import { actOnCase, createCase, createOpsRuntime, listCases } from '../../src/ops/index.ts';
 import { startPlatform, type Platform } from '../../src/platform.ts';
 import { authenticate, createTrustRuntime, DEMO_PASSWORD, type CallContext } from '../../src/trust/index.ts';
@@ -42,7 +42,7 @@ import { type BenchEngine, knob, onEachEngine } from '../engines.ts';
 import { closedLoop, type LoadResult } from '../twin/load.ts';
 import { fmt } from '../twin/vehicles.ts';
 
-const only = new Set((process.env['CASES_ONLY'] ?? 'create,transition,overdue,sweep').split(','));
+const only = new Set((readProcessEnv()['CASES_ONLY'] ?? 'create,transition,overdue,sweep').split(','));
 const SECONDS = knob('CASES_SECONDS', 10);
 const WARMUP = knob('CASES_WARMUP', 2);
 const LIST_REQUESTS = knob('CASES_LIST_REQUESTS', 200);

@@ -112,7 +112,7 @@ export const SYSTEM_ROLES: readonly RoleDefinition[] = [
     code: 'org-admin',
     zh: '单位管理员',
     en: 'Organisation administrator',
-    // Twin permissions too, so that an organisation's administrator can grant its staff roles.
+    // Twin and operations permissions too, so that an organisation's administrator can grant its staff roles.
     permissions: [
       P['orgs.read'],
       P['orgs.manage'],
@@ -121,7 +121,13 @@ export const SYSTEM_ROLES: readonly RoleDefinition[] = [
       P['apikeys.manage'],
       TW['twin.entities.read'],
       TW['twin.entities.write'],
+      // Everything the operations roles below carry, so the administrator can grant them.
+      WF['workflows.read'],
       OP['cases.read'],
+      OP['cases.create'],
+      OP['cases.contact'],
+      OP['cases.supervise'],
+      OP['routing.manage'],
       OP['webhooks.manage'],
     ],
   },
