@@ -8,11 +8,9 @@
  * and restarts.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
 import { Compile } from 'typebox/compile';
 import {
   AppError,
-  createCoalescer,
   Errors,
   outboxRider,
   writeWith,
@@ -519,7 +517,7 @@ export async function transition(
       now,
     });
     applyEffects(plan, { definition, instance, ctx, request, now });
-    const written = await writerOf(database)({ ctx, plan, expected: instance.version });
+    const written = await writePlan(database, ctx, plan, instance.version);
     if (written)
       return {
         instance: { ...plan.next, branches: [], openSubtasks: instance.openSubtasks },
@@ -570,92 +568,6 @@ async function writePlan(
     if (code === '23505' || code === '40P01') return false;
     throw e;
   }
-}
-
-/** A planned transition waiting to be written, with the version it was planned from. */
-interface PendingWrite {
-  ctx: CallContext;
-  plan: TransitionPlan;
-  expected: number;
-}
-
-const writers = new WeakMap<Database, (w: PendingWrite) => Promise<boolean>>();
-
-/**
- * The database's transition writer: transitions taken at the same moment are group-committed —
- * one statement for the batch, each instance's rows conditioned on its own version check — and a
- * lone one is written at once (see the kernel's `createCoalescer`).
- */
-function writerOf(database: Database): (w: PendingWrite) => Promise<boolean> {
-  let writer = writers.get(database);
-  if (!writer) {
-    writer = createCoalescer({ max: 64, write: (items: PendingWrite[]) => writePlans(database, items) });
-    writers.set(database, writer);
-  }
-  return writer;
-}
-
-/** Writes transitions: one alone as before; several as one statement (an instance at most once per batch). */
-async function writePlans(database: Database, items: PendingWrite[]): Promise<boolean[]> {
-  const [first] = items;
-  if (items.length === 1 && first) return [await writePlan(database, first.ctx, first.plan, first.expected)];
-  const seen = new Set<string>();
-  const batch: PendingWrite[] = [];
-  const later: PendingWrite[] = [];
-  for (const item of items) {
-    if (seen.has(item.plan.next.id)) later.push(item);
-    else {
-      seen.add(item.plan.next.id);
-      batch.push(item);
-    }
-  }
-  const written = new Set<string>();
-  const rows = await writeWith(database.db, store.updateInstances(batch), batchRiders(batch));
-  for (const r of rows) written.add(r.id);
-  const outcome = new Map<PendingWrite, boolean>(batch.map((b) => [b, written.has(b.plan.next.id)]));
-  // The same instance twice in one batch: the second was planned from the version the first
-  // moved on, so it goes alone now and most likely loses its race (and is planned again).
-  for (const item of later) outcome.set(item, await writePlan(database, item.ctx, item.plan, item.expected));
-  return items.map((i) => outcome.get(i) ?? false);
-}
-
-/**
- * The riders of a batch of transitions: history, branches and timers as one set-based statement
- * each, whose rows check their own instance in `change`; the audit records (by their subject) and
- * outbox events (by their instance) likewise; the owner's and effects' riders once per instance,
- * each conditioned on its instance.
- */
-function batchRiders(batch: readonly PendingWrite[]): Rider[] {
-  const perInstance = (id: string, r: Rider): Rider => ({
-    statement: () => r.statement(sql`exists (select from change c where c.id = ${id}::uuid)`),
-    ...(r.afterCommit ? { afterCommit: r.afterCommit } : {}),
-  });
-  const audit = auditRiderOf(
-    batch.map((b) => ({ ctx: b.ctx, entries: [auditEntry(b.plan, 'workflow.transition')] })),
-  );
-  const outbox = outboxRider(batch.map((b) => transitionEvent(b.plan)));
-  return [
-    ...store.planRiders(
-      batch.map((b) => b.plan),
-      randomUUID,
-      { batch: true },
-    ),
-    ...batch.flatMap((b) => {
-      const hooks = hooksByKey.get(b.plan.next.definitionKey);
-      return [...(b.plan.effectRiders ?? []), ...(hooks?.onTransition?.(b.plan, b.ctx) ?? [])].map((r) =>
-        perInstance(b.plan.next.id, r),
-      );
-    }),
-    {
-      statement: () => audit.statement(sql`exists (select from change c where c.subject_id = v.resource_id)`),
-      ...(audit.afterCommit ? { afterCommit: audit.afterCommit } : {}),
-    },
-    {
-      statement: () =>
-        outbox.statement(sql`exists (select from change c where c.id = (v.payload ->> 'instanceId')::uuid)`),
-      ...(outbox.afterCommit ? { afterCommit: outbox.afterCommit } : {}),
-    },
-  ];
 }
 
 /** The instance, its history and the actions `ctx`'s actor may take now. */

@@ -3,7 +3,7 @@
  * a plan written as one statement (the instance's versioned UPDATE or INSERT, and riders for its
  * history, branches and timers), and the timer queue the sweepers claim with SKIP LOCKED.
  */
-import { sql, type QueryExecutorProvider, type RawBuilder } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import { insertRows, type Rider } from '../kernel/index.ts';
 import type { WorkflowDefinition } from './definition.ts';
 import type { Branch, HistoryEntry, Instance, LoadedInstance, TransitionPlan } from './workflow.model.ts';
@@ -379,20 +379,8 @@ const TIMER_COLUMNS = [
  * and completed, timers disarmed and armed. Several plans (a batch of new cases) may be written
  * by one statement.
  */
-export function planRiders(
-  plans: readonly TransitionPlan[],
-  newId: () => string,
-  /**
-   * Written by one statement for several instances (`updateInstances`): each row writes only if
-   * its own instance's update went through, rather than if any row of the change did.
-   */
-  options: { batch?: boolean } = {},
-): Rider[] {
+export function planRiders(plans: readonly TransitionPlan[], newId: () => string): Rider[] {
   const riders: Rider[] = [];
-  const rowWhen = (when: RawBuilder<unknown>) =>
-    options.batch ? sql`exists (select from change c where c.id = v.instance_id)` : when;
-  const planWhen = (when: RawBuilder<unknown>, id: string) =>
-    options.batch ? sql`exists (select from change c where c.id = ${id}::uuid)` : when;
   const entries = plans.flatMap((p) => p.entries.map((e) => [p.next.id, e] as const));
   if (entries.length > 0)
     riders.push({
@@ -418,7 +406,7 @@ export function planRiders(
             JSON.stringify(e.details),
           ]),
         });
-        return ins(rowWhen(when));
+        return ins(when);
       },
     });
   const opened = plans.flatMap((p) =>
@@ -426,17 +414,16 @@ export function planRiders(
   );
   if (opened.length > 0)
     riders.push({
-      statement: (when) =>
-        insertRows({
-          table: 'workflow.branches',
-          columns: [
-            ['instance_id', 'uuid'],
-            ['state_seq', 'int'],
-            ['org_id', 'uuid'],
-            ['opened_at', 'timestamptz'],
-          ],
-          rows: opened,
-        })(rowWhen(when)),
+      statement: insertRows({
+        table: 'workflow.branches',
+        columns: [
+          ['instance_id', 'uuid'],
+          ['state_seq', 'int'],
+          ['org_id', 'uuid'],
+          ['opened_at', 'timestamptz'],
+        ],
+        rows: opened,
+      }),
     });
   for (const p of plans) {
     if (p.completeBranch !== null) {
@@ -445,15 +432,14 @@ export function planRiders(
       riders.push({
         statement: (when) => sql`update workflow.branches set completed_at = ${done?.at ?? new Date()},
             completed_by = ${done?.actor.name ?? null}
-          where instance_id = ${p.next.id} and state_seq = ${seq} and org_id = ${p.completeBranch}
-            and ${planWhen(when, p.next.id)}`,
+          where instance_id = ${p.next.id} and state_seq = ${seq} and org_id = ${p.completeBranch} and ${when}`,
       });
     }
     if (p.disarmAllTimers || p.disarmStateTimers) {
       const kinds = p.disarmAllTimers ? ['state-sla', 'overall-sla'] : ['state-sla'];
       riders.push({
         statement: (when) => sql`delete from workflow.timers where instance_id = ${p.next.id}
-          and fired_at is null and kind = any(${kinds}::text[]) and ${planWhen(when, p.next.id)}`,
+          and fired_at is null and kind = any(${kinds}::text[]) and ${when}`,
       });
     }
   }
@@ -462,35 +448,9 @@ export function planRiders(
   );
   if (timers.length > 0)
     riders.push({
-      statement: (when) =>
-        insertRows({ table: 'workflow.timers', columns: TIMER_COLUMNS, rows: timers })(rowWhen(when)),
+      statement: insertRows({ table: 'workflow.timers', columns: TIMER_COLUMNS, rows: timers }),
     });
   return riders;
-}
-
-/**
- * The versioned UPDATE of several transitions at once (group commit): each instance changes only
- * if it is still at the version its plan was made from; returns the ids (and subjects) that did.
- */
-export function updateInstances(items: readonly { plan: TransitionPlan; expected: number }[]) {
-  const col = <T>(f: (n: TransitionPlan['next'], expected: number) => T) =>
-    items.map((i) => f(i.plan.next, i.expected));
-  const iso = (d: Date | null) => (d === null ? null : d.toISOString());
-  return sql<{ id: string; subject_id: string }>`update workflow.instances i set
-      state = v.state, version = v.version, state_seq = v.state_seq, history_seq = v.history_seq,
-      assignees = v.assignees::uuid[], data = v.data, state_entered_at = v.state_entered_at,
-      state_due_at = v.state_due_at, state_near_due_at = v.state_near_due_at, due_at = v.due_at,
-      breached_at = v.breached_at, ended_at = v.ended_at
-    from unnest(${col((n) => n.id)}::uuid[], ${col((_n, e) => e)}::int[], ${col((n) => n.state)}::text[],
-        ${col((n) => n.version)}::int[], ${col((n) => n.stateSeq)}::int[], ${col((n) => n.historySeq)}::int[],
-        ${col((n) => uuidArray(n.assignees))}::text[], ${col((n) => JSON.stringify(n.data))}::jsonb[],
-        ${col((n) => n.stateEnteredAt.toISOString())}::timestamptz[], ${col((n) => iso(n.stateDueAt))}::timestamptz[],
-        ${col((n) => iso(n.stateNearDueAt))}::timestamptz[], ${col((n) => iso(n.dueAt))}::timestamptz[],
-        ${col((n) => iso(n.breachedAt))}::timestamptz[], ${col((n) => iso(n.endedAt))}::timestamptz[])
-      as v (id, expected, state, version, state_seq, history_seq, assignees, data, state_entered_at,
-        state_due_at, state_near_due_at, due_at, breached_at, ended_at)
-    where i.id = v.id and i.version = v.expected
-    returning i.id, i.subject_id`;
 }
 
 // --- Timers ---------------------------------------------------------------------------------------
