@@ -476,6 +476,49 @@ for (const engine of engines()) {
       );
     });
 
+    it('takes transitions on many cases at the same moment, each checked on its own', async () => {
+      const cases = await Promise.all(
+        Array.from({ length: 12 }, (_, i) => report('citizen', { description: `批量 ${i}` })),
+      );
+      const ids = cases.map((c) => c.case.id);
+      const before = await Promise.all(ids.map(historyCount));
+      // Twelve suspensions at once, one of them with a stale version: only that one is refused.
+      const results = await Promise.all(
+        cases.map((c, i) =>
+          act('youyi-ops', c.case.id, {
+            action: 'suspend',
+            comment: `等待 ${i}`,
+            ...(i === 5 ? { version: c.case.version - 1 } : {}),
+          }),
+        ),
+      );
+      assert.deepEqual(
+        results.map((r) => r.statusCode),
+        results.map((_, i) => (i === 5 ? 409 : 200)),
+      );
+      const after = await Promise.all(ids.map(historyCount));
+      assert.deepEqual(
+        after.map((n, i) => n - (before[i] ?? 0)),
+        ids.map((_, i) => (i === 5 ? 0 : 1)),
+      );
+      for (const [i, id] of ids.entries()) {
+        const c = await getCase('youyi-ops', id);
+        assert.equal(c.status, i === 5 ? 'handling' : 'suspended');
+        if (i !== 5) assert.equal(c.timeline[c.timeline.length - 1]?.comment, `等待 ${i}`);
+      }
+      const audit = await call(
+        'admin',
+        'GET',
+        `/api/v1/audit/records?resourceId=${ids[3] ?? ''}&action=workflow.transition`,
+      );
+      assert.equal(audit.json<{ records: unknown[] }>().records.length, 1);
+      const feed = await call('citizen', 'GET', '/api/v1/notifications?limit=200');
+      const suspended = feed
+        .json<{ caseId: string; kind: string }[]>()
+        .filter((n) => n.kind === 'suspend' && ids.includes(n.caseId));
+      assert.equal(suspended.length, 11, 'each reporter told once');
+    });
+
     it('runs several departments in parallel (联勤联动) and waits for sub-tasks', async () => {
       const cgj = orgs.get('district-310113-cgj') ?? '';
       const swj = orgs.get('district-310113-swj') ?? '';
