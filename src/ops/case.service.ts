@@ -157,6 +157,23 @@ function notificationsOf(
   const riders: Rider[] = [];
   const n = plan.next;
   const orgRows: store.NotificationInsert[] = [];
+  // A feed row to a known user or organisation about history entry `e`.
+  const notice = (
+    to: { user: string } | { org: string },
+    e: TransitionPlan['entries'][number],
+    kind: string,
+    title: { zh: string; en: string },
+  ): store.NotificationInsert => ({
+    id: randomUUID(),
+    userId: 'user' in to ? to.user : null,
+    orgId: 'org' in to ? to.org : null,
+    caseId,
+    seq: e.seq,
+    kind,
+    titleZh: title.zh,
+    titleEn: title.en,
+    at: e.at,
+  });
   for (const e of plan.entries) {
     const act = actionName(e.from, e.action);
     const to = stateName(e.to);
@@ -164,18 +181,7 @@ function notificationsOf(
     const changed = e.from !== e.to || e.action === 'start';
     if (changed || e.action === 'escalate') {
       if (options.created) {
-        if (options.reporter)
-          orgRows.push({
-            id: randomUUID(),
-            userId: options.reporter,
-            orgId: null,
-            caseId,
-            seq: e.seq,
-            kind: e.action,
-            titleZh: title.zh,
-            titleEn: title.en,
-            at: e.at,
-          });
+        if (options.reporter) orgRows.push(notice({ user: options.reporter }, e, e.action, title));
       } else
         riders.push(
           store.rowNotificationsRider({
@@ -191,17 +197,12 @@ function notificationsOf(
     }
     if (e.to === 'handling' && e.from !== 'handling')
       for (const org of n.assignees)
-        orgRows.push({
-          id: randomUUID(),
-          userId: null,
-          orgId: org,
-          caseId,
-          seq: e.seq,
-          kind: 'assigned',
-          titleZh: `新派遣：${title.zh}`,
-          titleEn: `Assigned to you: ${title.en}`,
-          at: e.at,
-        });
+        orgRows.push(
+          notice({ org }, e, 'assigned', {
+            zh: `新派遣：${title.zh}`,
+            en: `Assigned to you: ${title.en}`,
+          }),
+        );
     if (e.action === 'escalate' || e.action === 'sla-breach') {
       if (!options.created)
         riders.push(
@@ -219,18 +220,7 @@ function notificationsOf(
             at: e.at,
           }),
         );
-      for (const org of n.assignees)
-        orgRows.push({
-          id: randomUUID(),
-          userId: null,
-          orgId: org,
-          caseId,
-          seq: e.seq,
-          kind: e.action,
-          titleZh: title.zh,
-          titleEn: title.en,
-          at: e.at,
-        });
+      for (const org of n.assignees) orgRows.push(notice({ org }, e, e.action, title));
     }
   }
   return { rows: orgRows, riders };
